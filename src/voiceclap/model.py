@@ -1,0 +1,373 @@
+"""The VoiceCLAP dual-tower model: Whisper encoder audio tower, sentence-encoder text tower, one joint space."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, WhisperConfig, WhisperModel
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from . import audio as A
+from .config import ModelConfig, get_model_config
+from .text import clean_text
+from .tokenizer import BYTE_LEVEL, load_tokenizer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CALIBRATION_NAME = "calibration.json"
+
+
+class MissingWeightsError(RuntimeError):
+    """A checkpoint does not hold what its config says it should."""
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x [B, T, D] over the positions where mask [B, T] is non-zero."""
+    mask = mask.to(x.dtype).unsqueeze(-1)
+    return (x * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def state_dict_fingerprint(module: nn.Module) -> str:
+    """sha256 over parameter names and float32 values: pins the base weights a trained head expects."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _whisper_encoder(config: ModelConfig, load_base: bool) -> WhisperEncoder:
+    if load_base and config.audio_encoder:
+        from .weights import resolve_encoder_source
+
+        path = resolve_encoder_source(config.audio_encoder)
+        if AutoConfig.from_pretrained(path).architectures == ["WhisperEncoder"]:
+            return WhisperEncoder.from_pretrained(path)
+        return WhisperModel.from_pretrained(path).get_encoder()  # a whole Whisper checkpoint (hub ids)
+    if not config.audio_encoder_config:
+        raise ValueError(f"model config {config.name!r} names no audio encoder source and no architecture")
+    return WhisperEncoder(WhisperConfig(**config.audio_encoder_config))
+
+
+def _text_encoder(config: ModelConfig, load_base: bool) -> nn.Module:
+    if load_base and config.text_encoder:
+        from .weights import resolve_encoder_source
+
+        return AutoModel.from_pretrained(resolve_encoder_source(config.text_encoder), add_pooling_layer=False)
+    if not config.text_encoder_config:
+        raise ValueError(f"model config {config.name!r} names no text encoder source and no architecture")
+    arch = dict(config.text_encoder_config)
+    return AutoModel.from_config(AutoConfig.for_model(arch.pop("model_type"), **arch), add_pooling_layer=False)
+
+
+def _architecture(module_config) -> dict:
+    """The transformers config of an encoder as a plain dict that rebuilds the same architecture."""
+    arch = module_config.to_diff_dict()
+    for key in ("_name_or_path", "architectures", "transformers_version", "torch_dtype", "dtype"):
+        arch.pop(key, None)
+    return arch
+
+
+class AudioTower(nn.Module):
+    """Whisper encoder -> average-pool by 2 -> ln_post -> frame projection -> mean -> MLP."""
+
+    def __init__(self, encoder: WhisperEncoder, joint_dim: int, pooling: str):
+        super().__init__()
+        width = encoder.config.d_model
+        self.encoder = encoder
+        self.pooling = pooling
+        self.frame_proj = nn.Linear(width, width)  # the seed's per-frame `proj` after ln_post
+        self.proj = nn.Sequential(nn.Linear(width, joint_dim), nn.GELU(), nn.Linear(joint_dim, joint_dim))
+
+    @property
+    def n_mels(self) -> int:
+        return self.encoder.config.num_mel_bins
+
+    def embed(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mel [B, n_mels, T] -> (hidden [B, T/2, d] ready for the first layer, frame mask [B, T/2])."""
+        n_frames = mel.shape[-1] // 2
+        frame_mask = torch.arange(n_frames, device=mel.device)[None, :] < (mel_lengths[:, None] // 2)
+        x = F.gelu(self.encoder.conv1(mel))
+        if self.pooling == "masked":
+            # Zero the padding so conv2 sees at a clip's end what its own zero padding gives when the
+            # clip is alone: a clip's embedding then does not depend on what it was batched with.
+            mel_mask = torch.arange(mel.shape[-1], device=mel.device)[None, :] < mel_lengths[:, None]
+            x = x * mel_mask[:, None, :].to(x.dtype)
+        x = F.gelu(self.encoder.conv2(x)).permute(0, 2, 1)
+        return x + self.encoder.embed_positions.weight[:n_frames], frame_mask
+
+    def run_layers(
+        self, hidden: torch.Tensor, frame_mask: torch.Tensor, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
+        """Encoder layers [start, stop); padding frames are masked out as attention keys."""
+        attention_mask = None
+        if self.pooling == "masked":
+            attention_mask = torch.zeros(frame_mask.shape, dtype=hidden.dtype, device=hidden.device)
+            attention_mask = attention_mask.masked_fill(~frame_mask, torch.finfo(hidden.dtype).min)
+            attention_mask = attention_mask[:, None, None, :]
+        for layer in self.encoder.layers[start:stop]:
+            hidden = layer(hidden, attention_mask)
+        return hidden
+
+    def head(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states [B, T', d] -> un-normalized joint embedding [B, joint_dim]."""
+        pooled = F.avg_pool1d(hidden.transpose(1, 2), kernel_size=2, stride=2).transpose(1, 2)
+        pooled = self.frame_proj(self.encoder.layer_norm(pooled))
+        if self.pooling == "seed":
+            return self.proj(pooled.mean(1))  # the seed averages padding frames too
+        return self.proj(masked_mean(pooled, frame_mask[:, ::2]))
+
+    def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
+        hidden, frame_mask = self.embed(mel, mel_lengths)
+        return self.head(self.run_layers(hidden, frame_mask), frame_mask)
+
+
+class TextTower(nn.Module):
+    """Sentence encoder -> mean over tokens -> bias-free MLP, hidden width (d_text + d_joint) // 2."""
+
+    def __init__(self, encoder: nn.Module, joint_dim: int, mask_mode: str):
+        super().__init__()
+        width = encoder.config.hidden_size
+        hidden = (width + joint_dim) // 2
+        self.encoder = encoder
+        self.mask_mode = mask_mode
+        self.proj = nn.Sequential(nn.Linear(width, hidden, bias=False), nn.GELU(), nn.Linear(hidden, joint_dim, bias=False))
+
+    def token_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.mask_mode == "pad_token_id":
+            return (input_ids != self.encoder.config.pad_token_id).long()
+        return attention_mask
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = self.token_mask(input_ids, attention_mask)
+        hidden = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        return self.proj(masked_mean(hidden, mask))
+
+
+@dataclass
+class AudioBatch:
+    mel: torch.Tensor  # [B, n_mels, T]
+    mel_lengths: torch.Tensor  # [B] real mel frames per clip
+    truncated: list[bool]  # clip longer than max_audio_seconds, scored on its start
+
+
+@dataclass
+class TextBatch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    truncated: list[bool]  # transcript longer than text_max_length tokens, scored on its start
+
+
+class VoiceCLAP(nn.Module):
+    def __init__(self, config: ModelConfig, audio_encoder: WhisperEncoder, text_encoder: nn.Module, tokenizer):
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.audio = AudioTower(audio_encoder, config.joint_dim, config.audio_pooling)
+        self.text = TextTower(text_encoder, config.joint_dim, config.text_mask)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
+        self.logit_bias = nn.Parameter(torch.tensor(float(config.logit_bias_init)))
+        self.calibration = None  # a voiceclap.calibration.Calibration once fitted
+
+    # ----- construction, saving, loading -----
+
+    @classmethod
+    def from_config(cls, config: str | ModelConfig, load_base_weights: bool = True) -> "VoiceCLAP":
+        """A new model: pretrained encoders from their sources (or random), fresh projections."""
+        config = get_model_config(config) if isinstance(config, str) else config
+        audio_encoder = _whisper_encoder(config, load_base_weights)
+        text_encoder = _text_encoder(config, load_base_weights)
+        tokenizer = load_tokenizer(config.tokenizer or config.text_encoder or BYTE_LEVEL)
+        config = replace(
+            config,
+            audio_encoder_config=_architecture(audio_encoder.config),
+            text_encoder_config={"model_type": text_encoder.config.model_type, **_architecture(text_encoder.config)},
+        )
+        return cls(config, audio_encoder, text_encoder, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike) -> "VoiceCLAP":
+        """Load a model directory (config.json, model.safetensors, tokenizer files) or a hub id."""
+        path = Path(name_or_path)
+        if not path.is_dir():
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(str(name_or_path)))
+        config = ModelConfig.from_json(path / CONFIG_NAME)
+        trained_only = config.trained_parameters is not None and config.base_checksums is not None
+        tokenizer_source = str(path) if (path / "tokenizer_config.json").exists() else (config.tokenizer or BYTE_LEVEL)
+        model = cls(
+            config,
+            _whisper_encoder(config, load_base=trained_only),
+            _text_encoder(config, load_base=trained_only),
+            load_tokenizer(tokenizer_source),
+        )
+        if trained_only:
+            model._check_base_checksums()
+        model._load_weights(load_file(path / WEIGHTS_NAME), partial=trained_only)
+        if (path / CALIBRATION_NAME).exists():
+            from .calibration import Calibration
+
+            model.calibration = Calibration.load(path / CALIBRATION_NAME)
+        return model.eval()
+
+    def _base_fingerprints(self) -> dict[str, str]:
+        return {
+            "audio": state_dict_fingerprint(self.audio.encoder),
+            "text": state_dict_fingerprint(self.text.encoder),
+        }
+
+    def _check_base_checksums(self) -> None:
+        found = self._base_fingerprints()
+        for tower, expected in (self.config.base_checksums or {}).items():
+            if found[tower] != expected:
+                source = self.config.audio_encoder if tower == "audio" else self.config.text_encoder
+                raise MissingWeightsError(
+                    f"the {tower} base encoder {source!r} differs from the one this model was trained on "
+                    f"(sha256 {found[tower][:12]} != {expected[:12]})"
+                )
+
+    def _load_weights(self, weights: dict[str, torch.Tensor], partial: bool) -> None:
+        own = self.state_dict()
+        unexpected = sorted(set(weights) - set(own))
+        if unexpected:
+            raise MissingWeightsError(f"checkpoint holds tensors the model lacks: {unexpected[:5]}")
+        expected = set(own) if not partial else {k for k in own if k.startswith(tuple(self.config.trained_parameters))}
+        missing = sorted(expected - set(weights))
+        if missing:
+            raise MissingWeightsError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[:5]}")
+        self.load_state_dict(weights, strict=not partial)
+
+    def save_pretrained(self, directory: str | os.PathLike, weights: str = "all") -> None:
+        """Write config.json, model.safetensors and the tokenizer files.
+
+        weights="trained" keeps only the tensors under `config.trained_parameters` and records the
+        checksums of the base encoders they belong with (the shipped default model does this).
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        config = self.config
+        if weights == "trained":
+            if not config.trained_parameters:
+                raise ValueError("weights='trained' needs config.trained_parameters")
+            prefixes = tuple(config.trained_parameters)
+            state = {k: v for k, v in state.items() if k.startswith(prefixes)}
+            config = replace(config, base_checksums=self._base_fingerprints())
+        elif weights == "all":
+            config = replace(config, base_checksums=None)
+        else:
+            raise ValueError(f"weights must be 'all' or 'trained', not {weights!r}")
+        save_file(state, str(directory / WEIGHTS_NAME))
+        config.to_json(directory / CONFIG_NAME)
+        if config.tokenizer != BYTE_LEVEL:
+            self.tokenizer.save_pretrained(directory)
+        if self.calibration is not None:
+            self.calibration.save(directory / CALIBRATION_NAME)
+
+    # ----- inputs -----
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    def prepare_audio(self, waveforms: Sequence[np.ndarray]) -> AudioBatch:
+        """16 kHz mono waveforms -> a padded log-mel batch in the layout the pooling mode needs."""
+        max_samples = int(self.config.max_audio_seconds * A.SAMPLE_RATE)
+        truncated = [len(w) > max_samples for w in waveforms]
+        if self.config.audio_pooling == "seed":
+            mels = [A.log_mel_spectrogram(A.pad_or_trim(np.asarray(w), A.N_SAMPLES), self.audio.n_mels) for w in waveforms]
+            lengths = torch.full((len(mels),), A.N_FRAMES)
+            return AudioBatch(torch.stack(mels), lengths, truncated)
+        mels = []
+        for w in waveforms:
+            w = np.asarray(w)[:max_samples]
+            w = A.pad_or_trim(w, -(-len(w) // A.SAMPLES_PER_POOLED_FRAME) * A.SAMPLES_PER_POOLED_FRAME)
+            mels.append(A.log_mel_spectrogram(w, self.audio.n_mels))
+        lengths = torch.tensor([m.shape[-1] for m in mels])
+        batch = torch.zeros(len(mels), self.audio.n_mels, int(lengths.max()))
+        for i, m in enumerate(mels):
+            batch[i, :, : m.shape[-1]] = m
+        return AudioBatch(batch, lengths, truncated)
+
+    def tokenize(self, texts: Sequence[str]) -> TextBatch:
+        """Clean, prefix and tokenize; transcripts cut at text_max_length are flagged, never silently."""
+        texts = [self.config.text_prefix + clean_text(t) for t in texts]
+        full_lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        encoded = self.tokenizer(
+            texts,
+            padding="max_length" if self.config.text_pad_to_max_length else "longest",
+            truncation=True,
+            max_length=self.config.text_max_length,
+            return_tensors="pt",
+        )
+        truncated = [n > self.config.text_max_length for n in full_lengths]
+        return TextBatch(encoded["input_ids"], encoded["attention_mask"], truncated)
+
+    # ----- embeddings and scores -----
+
+    def embed_audio_batch(self, batch: AudioBatch, normalize: bool = True) -> torch.Tensor:
+        emb = self.audio(batch.mel.to(self.device), batch.mel_lengths.to(self.device))
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    def embed_text_batch(self, batch: TextBatch, normalize: bool = True) -> torch.Tensor:
+        emb = self.text(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    @torch.inference_mode()
+    def encode_audio(self, waveforms: Sequence[np.ndarray], normalize: bool = True) -> torch.Tensor:
+        """16 kHz mono waveforms (see voiceclap.audio.load_audio) -> [B, joint_dim]."""
+        return self.embed_audio_batch(self.prepare_audio(waveforms), normalize)
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
+        return self.embed_text_batch(self.tokenize(texts), normalize)
+
+    def score_pairs(self, audios: Sequence, texts: Sequence[str]) -> np.ndarray:
+        """Cosine of each (audio, text) pair; audio as waveforms at 16 kHz or anything load_audio reads."""
+        if len(audios) != len(texts):
+            raise ValueError(f"{len(audios)} audios but {len(texts)} texts")
+        waveforms = [a if isinstance(a, np.ndarray) else A.load_audio(a) for a in audios]
+        a = self.encode_audio(waveforms)
+        t = self.encode_text(list(texts))
+        return (a * t).sum(-1).float().cpu().numpy()
+
+    def score(self, audio, text: str) -> float:
+        """Cosine between one clip (path, bytes or 16 kHz waveform) and one transcript."""
+        return float(self.score_pairs([audio], [text])[0])
+
+    def estimate_wer(self, scores: np.ndarray) -> np.ndarray | None:
+        """Expected WER for cosine scores, from the calibration stored with the model (None without one)."""
+        return None if self.calibration is None else self.calibration.predict(np.asarray(scores))
+
+    def describe(self) -> dict:
+        """What `voiceclap info` prints: the architecture and the parameter counts per part."""
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        return {
+            "config": self.config.to_dict(),
+            "parameters": {
+                "audio_encoder": count(self.audio.encoder),
+                "audio_projection": count(self.audio) - count(self.audio.encoder),
+                "text_encoder": count(self.text.encoder),
+                "text_projection": count(self.text.proj),
+                "total": count(self),
+            },
+            "calibrated": self.calibration is not None,
+        }
+
+
+def load_model(name_or_path: str | os.PathLike | None = None) -> VoiceCLAP:
+    """A model directory, a hub id, or (None) the default model shipped with the package."""
+    from .pretrained import default_model_path
+
+    return VoiceCLAP.from_pretrained(name_or_path or default_model_path())
+
