@@ -34,6 +34,7 @@ class ModelConfig:
     # "attention": the tokenizer's attention mask. "pad_token_id": tokens whose id differs from the
     # encoder config's pad_token_id, used for attention and pooling alike (the seed's stack does this).
     text_mask: Literal["attention", "pad_token_id"] = "attention"
+    text_num_layers: int | None = None  # keep only the first N layers of the text encoder
     text_max_length: int = 77
     text_pad_to_max_length: bool = False
     text_prefix: str = ""  # e5 models expect "query: " or "passage: "

@@ -45,13 +45,21 @@ def state_dict_fingerprint(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def _strict(loaded) -> nn.Module:
+    """from_pretrained(..., output_loading_info=True) -> the model, refusing any tensor left at random init."""
+    model, info = loaded
+    if info["missing_keys"] or info["mismatched_keys"]:
+        raise MissingWeightsError(f"pretrained encoder lacks tensors: {sorted(info['missing_keys'])[:5]}")
+    return model
+
+
 def _whisper_encoder(config: ModelConfig, load_base: bool) -> WhisperEncoder:
     if load_base and config.audio_encoder:
         from .weights import resolve_encoder_source
 
         path = resolve_encoder_source(config.audio_encoder)
-        if AutoConfig.from_pretrained(path).architectures == ["WhisperEncoder"]:
-            return WhisperEncoder.from_pretrained(path)
+        if config.audio_encoder.startswith("offline:") or Path(path, "voiceclap-build.json").exists():
+            return _strict(WhisperEncoder.from_pretrained(path, output_loading_info=True))
         return WhisperModel.from_pretrained(path).get_encoder()  # a whole Whisper checkpoint (hub ids)
     if not config.audio_encoder_config:
         raise ValueError(f"model config {config.name!r} names no audio encoder source and no architecture")
@@ -62,11 +70,19 @@ def _text_encoder(config: ModelConfig, load_base: bool) -> nn.Module:
     if load_base and config.text_encoder:
         from .weights import resolve_encoder_source
 
-        return AutoModel.from_pretrained(resolve_encoder_source(config.text_encoder), add_pooling_layer=False)
-    if not config.text_encoder_config:
+        path = resolve_encoder_source(config.text_encoder)
+        encoder = _strict(AutoModel.from_pretrained(path, add_pooling_layer=False, output_loading_info=True))
+    elif config.text_encoder_config:
+        arch = dict(config.text_encoder_config)
+        encoder = AutoModel.from_config(AutoConfig.for_model(arch.pop("model_type"), **arch), add_pooling_layer=False)
+    else:
         raise ValueError(f"model config {config.name!r} names no text encoder source and no architecture")
-    arch = dict(config.text_encoder_config)
-    return AutoModel.from_config(AutoConfig.for_model(arch.pop("model_type"), **arch), add_pooling_layer=False)
+    if config.text_num_layers is not None:
+        # Lower layers of a sentence encoder keep the surface form that verbatim matching needs; the
+        # upper ones abstract it away (measured: see MODEL_CARD.md), and dropping them halves the cost.
+        encoder.encoder.layer = encoder.encoder.layer[: config.text_num_layers]
+        encoder.config.num_hidden_layers = config.text_num_layers
+    return encoder
 
 
 def _architecture(module_config) -> dict:
