@@ -81,7 +81,9 @@ def decode(source: AudioSource) -> tuple[np.ndarray, int]:
         audio, sr = _decode_soundfile(data)
         if audio.shape[0] > 0:
             return audio, sr
-    except (soundfile.LibsndfileError, RuntimeError, TypeError):
+    # ValueError/MemoryError: a streaming FLAC's header gives no length, which libsndfile reports as
+    # an astronomically long file that numpy cannot allocate; FFmpeg reads it fine.
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, MemoryError):
         pass
     data.seek(0)
     try:

@@ -1,0 +1,575 @@
+"""Batch scoring engine: every manifest row ends as a score or an explicit error.
+
+How a run goes (`score_manifest`):
+
+1. Rows already in the output (``resume=True``) are skipped; the rest are cut into windows of
+   ``window_batches * batch_size`` rows. A thread pool decodes the next window while the model
+   computes the current one (libsndfile, FFmpeg and soxr release the GIL while they work).
+2. Within a window, clips are sorted by length and batched, so a batch holds clips of similar
+   length and padding (which costs compute in ``masked`` pooling) stays small. A batch holds at
+   most ``batch_size`` clips and ``batch_seconds`` of padded audio: attention memory grows with
+   clips x length^2, and 16 clips of 30 s would need over 1 GB for the attention weights alone.
+   Scores do not depend on the batch a clip lands in (masked pooling ignores padding).
+3. Each unique transcript goes through the text tower once; embeddings are kept in an LRU cache of
+   ``text_cache_size`` entries, so a transcript repeated across the manifest (one sentence, many
+   systems) is usually not encoded again.
+4. Records are appended to the output and flushed after every batch, so a killed run loses at most
+   the batch in flight. At the end the output is rewritten in input order (atomically, via a
+   temporary file and a rename) and a :class:`Summary` is computed from it.
+
+Sharding: under ``torchrun`` (``WORLD_SIZE`` > 1) rank r scores rows i with i % world == r into
+``<output>.part-<r>-of-<world>.jsonl``; after a barrier, rank 0 merges the parts into the output in
+input order. A resumed run reads every part and the output, whatever world size wrote them.
+
+Outcome per row, in the ``error`` field or as flags:
+
+- file missing, empty, a directory, not audio, or damaged so that no decoder reads it to its end:
+  ``error`` (the decoders' message). A damaged file the decoders do read (an MP3 or WAV cut short is
+  a valid shorter stream; FFmpeg drops FLAC frames that fail their CRC) is scored on what decodes;
+  ``duration`` shows how much that was.
+- under 0.1 s, NaN or infinite samples: ``error``.
+- any channel count, any sample rate: downmixed and resampled, scored.
+- over ``max_audio_seconds`` (30 s): scored on the start, ``truncated_audio``.
+- silence (peak below -60 dBFS): scored and flagged ``silent``. Silent output is a real failure of
+  the system under test (a TTS that produced nothing), so it gets the low score it earns rather than
+  disappearing as an error; the flag tells it apart from speech that merely mismatches.
+- empty or whitespace-only transcript: ``error`` (there is nothing to compare the audio with).
+- transcript over the tokenizer limit: scored on its start, ``truncated_text``.
+- manifest-level row problems (invalid UTF-8, wrong field count, bad JSON): ``error``.
+- duplicate id: scored, ``duplicate_id``.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+import statistics
+import sys
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import audio as A
+from .manifest import Manifest, ManifestRow, transcript_problem
+from .model import VoiceCLAP
+
+SILENCE_PEAK = 1e-3  # -60 dBFS: below any real recording's speech peaks
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
+FLAGS = ("truncated_audio", "truncated_text", "silent", "duplicate_id")
+# A torchrun job whose rank dies is torn down by torchrun itself, so a long barrier timeout never
+# leaves a failed job hanging; it only has to cover ranks finishing at different times.
+BARRIER_TIMEOUT = timedelta(hours=24)
+
+
+class ScoringError(RuntimeError):
+    """Nothing could be scored (bad output path, an output from another manifest, ...)."""
+
+
+def fields_for(model: VoiceCLAP) -> list[str]:
+    """Output columns; ``estimated_wer`` only for a calibrated model."""
+    calibrated = ["estimated_wer"] if model.calibration is not None else []
+    return ["row", "id", "audio", "language", "system", "score", *calibrated, "duration", *FLAGS, "error"]
+
+
+# ----- decoding -----
+
+
+@dataclass
+class DecodedClip:
+    row: ManifestRow
+    waveform: np.ndarray | None = None  # 16 kHz mono, at most max_audio_seconds
+    duration: float | None = None  # of the whole decoded file, seconds
+    truncated: bool = False
+    error: str | None = None
+
+
+def decode_clip(row: ManifestRow, max_samples: int) -> DecodedClip:
+    """Decode one row's audio; every failure becomes the row's error, never an exception."""
+    try:
+        waveform = A.load_audio(row.audio_path)
+    except A.AudioDecodeError as error:
+        return DecodedClip(row, error=str(error))
+    except OSError as error:  # a directory, no permission, an I/O error
+        return DecodedClip(row, error=f"cannot read {row.audio_path}: {error.strerror or error}")
+    except Exception as error:  # noqa: BLE001 - third-party decoders raise anything; one file must not end the run
+        return DecodedClip(row, error=f"cannot decode audio: {type(error).__name__}: {error}")
+    return DecodedClip(
+        row,
+        waveform=waveform[:max_samples],
+        duration=len(waveform) / A.SAMPLE_RATE,
+        truncated=len(waveform) > max_samples,
+    )
+
+
+# ----- the engine -----
+
+
+def base_record(row: ManifestRow, fields: Sequence[str]) -> dict:
+    record = dict.fromkeys(fields)
+    record.update(row=row.index, id=row.id, audio=row.audio, language=row.language, system=row.system)
+    record.update(dict.fromkeys(FLAGS, False), duplicate_id=row.duplicate_id)
+    return record
+
+
+class Scorer:
+    """Scores manifest rows with a model; see the module docstring for the pipeline."""
+
+    def __init__(
+        self,
+        model: VoiceCLAP,
+        batch_size: int = 16,
+        batch_seconds: float = 120.0,
+        decode_workers: int = 2,
+        window_batches: int = 8,
+        text_cache_size: int = 16384,
+    ):
+        if batch_size < 1 or decode_workers < 1 or window_batches < 1 or batch_seconds <= 0:
+            raise ValueError("batch_size, decode_workers, window_batches and batch_seconds must be positive")
+        self.model = model.eval()
+        self.batch_size = batch_size
+        self.batch_samples = batch_seconds * A.SAMPLE_RATE
+        self.decode_workers = decode_workers
+        self.window = batch_size * window_batches
+        self.text_cache_size = text_cache_size
+        self.fields = fields_for(model)
+        self.max_samples = int(model.config.max_audio_seconds * A.SAMPLE_RATE)
+        self._text_cache: OrderedDict[str, tuple[torch.Tensor, bool]] = OrderedDict()
+
+    def score_rows(self, rows: Iterable[ManifestRow]) -> Iterator[list[dict]]:
+        """Records for `rows`, one list per batch (failed rows come in lists of their own)."""
+        rows = list(rows)
+        windows = [rows[i : i + self.window] for i in range(0, len(rows), self.window)]
+        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="voiceclap-decode") as pool:
+            submit = lambda window: [
+                pool.submit(decode_clip, row, self.max_samples) for row in window if row.error is None
+            ]
+            pending: list[Future] = submit(windows[0]) if windows else []
+            for k, window in enumerate(windows):
+                current = pending
+                # Queue the next window now: it decodes while this one is on the model.
+                pending = submit(windows[k + 1]) if k + 1 < len(windows) else []
+                failed = [self._error(row, row.error) for row in window if row.error is not None]
+                clips = [future.result() for future in current]
+                failed += [self._error(c.row, c.error) for c in clips if c.error is not None]
+                if failed:
+                    yield failed
+                yield from self._score_window([c for c in clips if c.error is None])
+
+    def _error(self, row: ManifestRow, message: str) -> dict:
+        record = base_record(row, self.fields)
+        record["error"] = " ".join(message.split())  # one line, whatever the decoder said
+        return record
+
+    def _score_window(self, clips: list[DecodedClip]) -> Iterator[list[dict]]:
+        clips.sort(key=lambda c: len(c.waveform))
+        self._encode_texts({c.row.text for c in clips})
+        for batch in self._batches(clips):
+            try:
+                yield self._score_batch(batch)
+            except Exception as error:  # noqa: BLE001 - a model failure on one batch must not end the run
+                # Retry one by one, so that only the clip that breaks the model fails.
+                if len(batch) == 1:
+                    yield [self._error(batch[0].row, f"model error: {type(error).__name__}: {error}")]
+                else:
+                    for clip in batch:
+                        yield from self._score_window([clip])
+
+    def _batches(self, clips: list[DecodedClip]) -> Iterator[list[DecodedClip]]:
+        """Consecutive runs of length-sorted clips within both the clip and the padded-audio budget."""
+        seed = self.model.config.audio_pooling == "seed"
+        batch: list[DecodedClip] = []
+        for clip in clips:
+            padded = A.N_SAMPLES if seed else len(clip.waveform)  # sorted: this clip is the longest
+            if batch and (len(batch) == self.batch_size or (len(batch) + 1) * padded > self.batch_samples):
+                yield batch
+                batch = []
+            batch.append(clip)
+        if batch:
+            yield batch
+
+    @torch.inference_mode()
+    def _score_batch(self, batch: list[DecodedClip]) -> list[dict]:
+        audio = self.model.embed_audio_batch(self.model.prepare_audio([c.waveform for c in batch]))
+        text = torch.stack([self._text_embedding(c.row.text)[0] for c in batch]).to(audio.device)
+        scores = (audio * text).sum(-1).float().cpu().numpy()
+        estimated = self.model.estimate_wer(scores)
+        records = []
+        for i, clip in enumerate(batch):
+            record = base_record(clip.row, self.fields)
+            record.update(
+                score=round(float(scores[i]), 6),
+                duration=round(clip.duration, 3),
+                truncated_audio=clip.truncated,
+                truncated_text=self._text_embedding(clip.row.text)[1],
+                silent=bool(np.abs(clip.waveform).max() < SILENCE_PEAK),
+            )
+            if estimated is not None:
+                record["estimated_wer"] = round(float(estimated[i]), 6)
+            records.append(record)
+        return records
+
+    def _text_embedding(self, text: str) -> tuple[torch.Tensor, bool]:
+        self._text_cache.move_to_end(text)
+        return self._text_cache[text]
+
+    @torch.inference_mode()
+    def _encode_texts(self, texts: set[str]) -> None:
+        """Text-tower pass over the transcripts not in the cache, in length-sorted batches."""
+        for text in texts & self._text_cache.keys():
+            self._text_cache.move_to_end(text)  # in use: evicted last
+        new = sorted((t for t in texts if t not in self._text_cache), key=len)
+        for start in range(0, len(new), self.batch_size):
+            chunk = new[start : start + self.batch_size]
+            tokens = self.model.tokenize(chunk)
+            embeddings = self.model.embed_text_batch(tokens).float().cpu()
+            for text, embedding, truncated in zip(chunk, embeddings, tokens.truncated):
+                self._text_cache[text] = (embedding, bool(truncated))
+        # Evict only after the window's own texts are in: they are needed until it is scored.
+        while len(self._text_cache) > max(self.text_cache_size, len(texts)):
+            self._text_cache.popitem(last=False)
+
+
+def score_pair(model: VoiceCLAP, audio: str | os.PathLike, text: str) -> dict:
+    """One (audio file, transcript) pair -> the same record a manifest row would get."""
+    row = ManifestRow(0, "pair", str(audio), str(audio), text, error=transcript_problem(text))
+    (records,) = Scorer(model, batch_size=1, decode_workers=1).score_rows([row])
+    return records[0]
+
+
+# ----- output files -----
+
+
+def output_format(path: str | os.PathLike) -> str:
+    fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ScoringError(f"output must end in {' or '.join(OUTPUT_FORMATS)}: {path}")
+    return fmt
+
+
+def _csv_value(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    # One physical line per record: resuming cuts a killed run's output at its last newline.
+    return str(value).replace("\r", " ").replace("\n", " ")
+
+
+def serialize(records: Iterable[dict], fmt: str, fields: Sequence[str]) -> str:
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows([_csv_value(r.get(f)) for f in fields] for r in records)
+    return buffer.getvalue()
+
+
+def csv_header(fields: Sequence[str]) -> str:
+    return serialize([dict(zip(fields, fields))], "csv", fields)
+
+
+def _typed_csv_record(raw: dict[str, str]) -> dict:
+    record: dict = {}
+    for key, value in raw.items():
+        if key in FLAGS:
+            record[key] = value == "true"
+        elif key == "row":
+            record[key] = int(value)
+        elif key in ("score", "estimated_wer", "duration"):
+            record[key] = float(value) if value else None
+        else:
+            record[key] = value or None
+    return record
+
+
+def _complete_text(path: Path) -> str:
+    """The file up to its last newline: what a killed writer left complete."""
+    data = path.read_bytes()
+    return data[: data.rfind(b"\n") + 1].decode("utf-8")
+
+
+def read_records(path: str | os.PathLike, fields: Sequence[str] | None = None) -> list[dict]:
+    """Complete records of an output file (JSONL or CSV); a torn last line is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        text = _complete_text(path)
+        if output_format(path) == "jsonl":
+            records = [json.loads(line) for line in text.split("\n") if line.strip()]
+            if not all(isinstance(r, dict) for r in records):
+                raise ValueError("a line is not a JSON object")
+            return records
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if reader.fieldnames is None:
+            return []
+        if fields is not None and list(reader.fieldnames) != list(fields):
+            raise ScoringError(
+                f"{path} has columns {','.join(reader.fieldnames)}, this model writes {','.join(fields)}; "
+                "score into a new file"
+            )
+        return [_typed_csv_record(raw) for raw in reader]
+    except (ValueError, KeyError) as error:
+        raise ScoringError(f"cannot resume from {path}: it is not an output of voiceclap score ({error})") from None
+
+
+class RecordWriter:
+    """Appends records to an output file, flushing after every batch."""
+
+    def __init__(self, path: Path, fmt: str, fields: Sequence[str], append: bool):
+        self.fmt, self.fields = fmt, fields
+        if append and path.exists():
+            # Cut a torn last line (the process was killed mid-write) before appending after it.
+            with open(path, "rb+") as f:
+                f.truncate(len(_complete_text(path).encode("utf-8")))
+        try:
+            # Open for the writer's lifetime; score_manifest closes it in a finally block.
+            self.file = open(path, "a" if append else "w", encoding="utf-8", newline="")  # noqa: SIM115
+        except OSError as error:
+            raise ScoringError(f"cannot write {path}: {error.strerror or error}") from None
+        if fmt == "csv" and self.file.tell() == 0:
+            self.file.write(csv_header(fields))
+
+    def write(self, records: list[dict]) -> None:
+        self.file.write(serialize(records, self.fmt, self.fields))
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# ----- summary -----
+
+
+@dataclass
+class Summary:
+    total: int
+    scored: int
+    failed: int
+    flags: dict[str, int]
+    groups: dict[str, dict[str, dict]]  # "all"/"language"/"system" -> group value -> stats
+    output: str = ""
+    first_errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.failed == 0 else 1
+
+    def to_dict(self) -> dict:
+        return {
+            "total": self.total,
+            "scored": self.scored,
+            "failed": self.failed,
+            "flags": self.flags,
+            "groups": self.groups,
+            "output": self.output,
+        }
+
+    def format(self) -> str:
+        lines = [f"scored {self.scored} of {self.total} rows, {self.failed} failed" + (f" -> {self.output}" if self.output else "")]
+        flagged = ", ".join(f"{k} {v}" for k, v in self.flags.items() if v)
+        if flagged:
+            lines.append(f"flagged rows: {flagged}")
+        lines.extend(f"  e.g. {e}" for e in self.first_errors)
+        lines.append(f"{'':24s} {'count':>7s} {'mean':>8s} {'median':>8s} {'failed':>7s}")
+        for kind, groups in self.groups.items():
+            for name, stats in groups.items():
+                label = "all" if kind == "all" else f"{kind} {name}"
+                mean = "-" if stats["mean"] is None else f"{stats['mean']:.4f}"
+                median = "-" if stats["median"] is None else f"{stats['median']:.4f}"
+                lines.append(f"{label[:24]:24s} {stats['count']:7d} {mean:>8s} {median:>8s} {stats['failed']:7d}")
+        return "\n".join(lines)
+
+
+def summarize(records: Sequence[dict], output: str = "") -> Summary:
+    """Mean, median and count of scores overall, per language and per system; failures counted."""
+    scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+    failures: dict[tuple[str, str], int] = defaultdict(int)
+    for record in records:
+        keys = [("all", "all"), ("language", record.get("language") or "-"), ("system", record.get("system") or "-")]
+        for key in keys:
+            if record.get("error"):
+                failures[key] += 1
+            else:
+                scores[key].append(record["score"])
+    groups: dict[str, dict[str, dict]] = {"all": {}, "language": {}, "system": {}}
+    for key in sorted(set(scores) | set(failures), key=lambda k: (list(groups).index(k[0]), k[1])):
+        values = scores.get(key, [])
+        groups[key[0]][key[1]] = {
+            "count": len(values),
+            "mean": statistics.fmean(values) if values else None,
+            "median": statistics.median(values) if values else None,
+            "failed": failures.get(key, 0),
+        }
+    errors = [r for r in records if r.get("error")]
+    return Summary(
+        total=len(records),
+        scored=len(records) - len(errors),
+        failed=len(errors),
+        flags={flag: sum(bool(r.get(flag)) for r in records) for flag in FLAGS},
+        groups=groups,
+        output=output,
+        first_errors=[f"row {r['row'] + 1} ({r['id']}): {r['error']}" for r in errors[:3]],
+    )
+
+
+# ----- sharding -----
+
+
+@dataclass(frozen=True)
+class Shard:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @classmethod
+    def from_env(cls) -> Shard:
+        """torchrun's RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE; a single process without them."""
+        env = lambda name, default: int(os.environ.get(name, default))
+        return cls(env("RANK", 0), env("WORLD_SIZE", 1), env("LOCAL_RANK", 0), env("LOCAL_WORLD_SIZE", 1))
+
+    def owns(self, row: ManifestRow) -> bool:
+        return row.index % self.world == self.rank
+
+
+def configure_threads(shard: Shard, threads: int | None = None) -> int:
+    """Split this machine's cores between the ranks on it (all of them for a single process)."""
+    if threads is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // shard.local_world)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def default_device(shard: Shard) -> torch.device:
+    return torch.device(f"cuda:{shard.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def part_path(output: Path, shard: Shard) -> Path:
+    return output.with_name(f"{output.name}.part-{shard.rank}-of-{shard.world}.jsonl")
+
+
+def _all_parts(output: Path) -> list[Path]:
+    return sorted(Path(p) for p in glob.glob(glob.escape(str(output)) + ".part-*-of-*.jsonl"))
+
+
+# ----- a whole manifest -----
+
+
+def _check_belongs(records: Iterable[dict], manifest: Manifest, source: Path) -> dict[int, dict]:
+    """Records by row; each must be the manifest's row of that index (same id), else the output is
+    from another manifest and resuming into it would mix two jobs."""
+    found: dict[int, dict] = {}
+    for record in records:
+        index = record.get("row")
+        if not isinstance(index, int) or not 0 <= index < len(manifest.rows) or manifest.rows[index].id != record.get("id"):
+            raise ScoringError(
+                f"{source} does not match {manifest.path} (record {record.get('row')!r}, id {record.get('id')!r}); "
+                "score into a new file or drop --resume"
+            )
+        found.setdefault(index, record)
+    return found
+
+
+def score_manifest(
+    model: VoiceCLAP,
+    manifest: Manifest,
+    output: str | os.PathLike,
+    *,
+    batch_size: int = 16,
+    batch_seconds: float = 120.0,
+    resume: bool = False,
+    decode_workers: int = 2,
+    progress: bool | None = None,
+    shard: Shard | None = None,
+) -> Summary:
+    """Score every row of `manifest` into `output` (.jsonl or .csv); see the module docstring.
+
+    Returns the summary of the whole output (on every rank when sharded)."""
+    output = Path(output)
+    fmt = output_format(output)
+    shard = shard or Shard.from_env()
+    scorer = Scorer(model, batch_size=batch_size, batch_seconds=batch_seconds, decode_workers=decode_workers)
+    sharded = shard.world > 1
+    own_group = sharded and not torch.distributed.is_initialized()
+    if own_group:
+        torch.distributed.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+
+    done: set[int] = set()
+    if resume:
+        sources = [output, *_all_parts(output)]
+        for source in sources:
+            done.update(_check_belongs(read_records(source, scorer.fields if source == output else None), manifest, source))
+    todo = [row for row in manifest.rows if shard.owns(row) and row.index not in done]
+
+    working = part_path(output, shard) if sharded else output
+    writer = RecordWriter(working, "jsonl" if sharded else fmt, scorer.fields, append=resume)
+    bar = _progress(len(todo), progress if shard.rank == 0 else False)
+    try:
+        for records in scorer.score_rows(todo):
+            writer.write(records)
+            bar.update(len(records))
+    finally:
+        writer.close()
+        bar.close()
+
+    summary = None
+    if sharded:
+        torch.distributed.barrier()
+    if shard.rank == 0:
+        summary = _merge(manifest, output, fmt, scorer.fields, resume, shard)
+    if sharded:
+        shared = [summary]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        summary = shared[0]
+    if own_group:
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+def _merge(manifest: Manifest, output: Path, fmt: str, fields: Sequence[str], resume: bool, shard: Shard) -> Summary:
+    """Rewrite `output` in input order from itself and the part files; check that no row is missing.
+
+    A fresh run reads only what it wrote (the output itself, or this world's parts); a resumed one
+    also reads what earlier runs left, whatever world size wrote it."""
+    parts = _all_parts(output)
+    if resume:
+        sources = [output, *parts]
+    elif shard.world > 1:
+        sources = [part_path(output, Shard(rank, shard.world)) for rank in range(shard.world)]
+    else:
+        sources = [output]
+    by_row: dict[int, dict] = {}
+    for source in sources:
+        for index, record in _check_belongs(read_records(source, fields if source == output else None), manifest, source).items():
+            by_row.setdefault(index, record)
+    missing = [row.id for row in manifest.rows if row.index not in by_row]
+    if missing:
+        raise ScoringError(f"{len(missing)} rows have no record after scoring, e.g. {missing[:3]}")
+    records = [{f: by_row[i].get(f) for f in fields} for i in range(len(manifest.rows))]
+    temporary = output.with_name(output.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8", newline="") as f:
+        if fmt == "csv":
+            f.write(csv_header(fields))
+        f.write(serialize(records, fmt, fields))
+    os.replace(temporary, output)
+    for part in parts:
+        part.unlink()
+    return summarize(records, str(output))
+
+
+def _progress(total: int, enabled: bool | None):
+    from tqdm import tqdm
+
+    # None: a bar only when stderr is a terminal, so logs and CI output stay clean.
+    return tqdm(total=total, unit="row", disable=(not sys.stderr.isatty()) if enabled is None else not enabled)
