@@ -58,9 +58,11 @@ def _whisper_encoder(config: ModelConfig, load_base: bool) -> WhisperEncoder:
         from .weights import resolve_encoder_source
 
         path = resolve_encoder_source(config.audio_encoder)
-        if config.audio_encoder.startswith("offline:") or Path(path, "voiceclap-build.json").exists():
-            return _strict(WhisperEncoder.from_pretrained(path, output_loading_info=True))
-        return WhisperModel.from_pretrained(path).get_encoder()  # a whole Whisper checkpoint (hub ids)
+        encoder, info = WhisperEncoder.from_pretrained(path, output_loading_info=True)
+        if not info["missing_keys"]:
+            return encoder
+        # A whole Whisper checkpoint (hub ids such as openai/whisper-small): its keys sit under encoder.
+        return _strict(WhisperModel.from_pretrained(path, output_loading_info=True)).get_encoder()
     if not config.audio_encoder_config:
         raise ValueError(f"model config {config.name!r} names no audio encoder source and no architecture")
     return WhisperEncoder(WhisperConfig(**config.audio_encoder_config))
