@@ -286,6 +286,22 @@ def test_built_clips_follow_the_plan(corpus, sources):
 
 
 @needs_espeak
+def test_augment_strength_sets_the_planned_degradation(sources):
+    def augmentations(strength):
+        config = BuildConfig(
+            out=Path("unused"), sources=sources, **{**SMALL, "augment": strength}
+        )
+        plan, _ = plan_corpus(config)
+        return [c["augmentation"] for c in plan["train"] + plan["heldout"]]
+
+    clean = augment.Augmentation()
+    assert all(augment.Augmentation(**a) == clean for a in augmentations("none"))
+    mild = augmentations("mild")
+    assert any(augment.Augmentation(**a) != clean for a in mild)
+    assert all(a.get("snr_db", 99) >= 12 and a.get("rt60_s", 0) <= 0.4 for a in mild)
+
+
+@needs_espeak
 def test_clip_hash_mode_shares_voices(sources):
     config = BuildConfig(
         out=Path("unused"), sources=sources, split_mode="clip-hash", **SMALL
@@ -386,5 +402,6 @@ def test_cli_help():
         "--shard-size",
         "--split-mode",
         "--max-sentences",
+        "--augment",
     ):
         assert flag in result.stdout

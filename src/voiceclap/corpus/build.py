@@ -88,6 +88,7 @@ class BuildConfig:
     shard_size: int = 500
     split_mode: str = "voice-sentence"
     max_sentences: int | None = None
+    augment: str = "mild"  # a key of augment.STRENGTHS
     sources: Path = field(default_factory=default_sources_dir)
     progress: bool = True
 
@@ -187,7 +188,7 @@ def _clip(
     text: str,
     rng: random.Random,
     seed: int,
-    augmented: bool = True,
+    strength: str | None,
 ) -> dict:
     return {
         "id": key,
@@ -199,7 +200,7 @@ def _clip(
         "rate": round(rng.uniform(*_RATE), 3),
         "pitch": round(rng.uniform(*_PITCH), 3),
         "volume": round(rng.uniform(*_VOLUME), 3),
-        "augmentation": augment.draw(rng).as_json() if augmented else {},
+        "augmentation": augment.draw(rng, strength).as_json() if strength else {},
         "seed": _hash_int(seed, "clip", key) & 0x7FFFFFFF,
     }
 
@@ -210,6 +211,7 @@ def _plan_split(
     sentences: dict[str, list[str]],
     voices: dict[str, list[Voice]],
     seed: int,
+    strength: str,
 ) -> list[dict]:
     rng = random.Random(f"{seed}:{split}")
     clips = []
@@ -228,6 +230,7 @@ def _plan_split(
             text,
             rng,
             seed,
+            strength,
         )
         for i, (language, voice, text) in enumerate(clips)
     ]
@@ -270,7 +273,7 @@ def _plan_gold(
             # No added noise/reverb/codec on gold clips: their label is what the voice says, and
             # heavy noise could mask a word and make the by-construction WER wrong.
             clip = _clip(
-                key, "gold", language, voice, intended, rng, seed, augmented=False
+                key, "gold", language, voice, intended, rng, seed, strength=None
             )
             clip.update(
                 intended_text=intended,
@@ -320,12 +323,18 @@ def plan_corpus(config: BuildConfig) -> tuple[dict[str, list[dict]], dict]:
                 heldout_sentences,
                 heldout_voices,
                 config.seed,
+                config.augment,
             ),
             "gold": _plan_gold(
                 gold_counts, gold_sentences, heldout_voices, sentences, config.seed
             ),
             "train": _plan_split(
-                "train", train_counts, train_sentences, train_voices, config.seed
+                "train",
+                train_counts,
+                train_sentences,
+                train_voices,
+                config.seed,
+                config.augment,
             ),
         }
         info["heldout_voices"] = {
@@ -346,7 +355,9 @@ def plan_corpus(config: BuildConfig) -> tuple[dict[str, list[dict]], dict]:
         # The seed's protocol: one pool of clips, held out by a hash of the clip id, so voices and
         # sentences are shared between the splits (measures fit, not generalisation).
         counts = {lang: train_counts[lang] + heldout_counts[lang] for lang in languages}
-        pooled = _plan_split("all", counts, sentences, voices, config.seed)
+        pooled = _plan_split(
+            "all", counts, sentences, voices, config.seed, config.augment
+        )
         fraction = config.heldout_clips / max(
             1, config.train_clips + config.heldout_clips
         )
@@ -493,9 +504,14 @@ def _check_plan_file(out: Path, description: dict) -> None:
     if plan_path.exists():
         previous = json.loads(plan_path.read_text())
         if previous.get("fingerprint") != description["fingerprint"]:
+            recorded = ", ".join(
+                f"{key}={previous[key]}"
+                for key in ("seed", "clips", "shard_size", "max_sentences", "augment")
+                if key in previous
+            )
             raise RuntimeError(
-                f"{out} holds a build with a different plan (seed, sizes, languages, voices or sources "
-                "changed); resume only with the same arguments, or choose a new --out"
+                f"{out} holds a build with a different plan ({recorded}); resume it with the "
+                "same arguments, installed voices and sources, or choose a new --out"
             )
     else:
         plan_path.write_text(json.dumps(description, indent=1, ensure_ascii=False))
@@ -620,6 +636,7 @@ def build_corpus(config: BuildConfig) -> dict:
         shard_size=config.shard_size,
         clips={split: len(plan[split]) for split in SPLITS},
         max_sentences=config.max_sentences,
+        augment=config.augment,
     )
     for split in SPLITS:
         (out / split).mkdir(parents=True, exist_ok=True)
@@ -752,6 +769,13 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="use at most this many sentences per language (small/quick builds)",
     )
     parser.add_argument(
+        "--augment",
+        choices=tuple(augment.STRENGTHS),
+        default=defaults.augment,
+        help="noise/reverberation/MP3 degradation of train and held-out clips (gold clips "
+        "are never degraded): mild (default), strong (the first corpus's setting) or none",
+    )
+    parser.add_argument(
         "--sources",
         type=Path,
         default=defaults.sources,
@@ -776,6 +800,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         shard_size=args.shard_size,
         split_mode=args.split_mode,
         max_sentences=args.max_sentences,
+        augment=args.augment,
         sources=args.sources,
         progress=not args.no_progress,
     )
