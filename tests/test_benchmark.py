@@ -1,0 +1,87 @@
+"""benchmarks/speed.py end to end on two synthetic clips: a tiny random model and a fake ASR, no weights.
+
+This module is imported again inside the benchmark's spawned ASR process (the fake transcriber lives
+here), so it imports nothing heavy at the top.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import speed
+
+SR = 16000
+
+
+class FakeTranscriber:
+    """The Transcriber protocol of voiceclap.evaluation.asr_baseline, without a model."""
+
+    def __init__(self, model, compute_type, beam_size, device, cpu_threads):
+        self.identity = f"fake|{compute_type}|beam={beam_size}"
+        self.load_seconds = 0.0
+
+    def supports(self, language: str) -> bool:
+        return True
+
+    def transcribe(self, audio: np.ndarray, language: str) -> str:
+        return "the cat sat"
+
+
+def test_speed_end_to_end(tmp_path):
+    rows = [("a", "the cat sat", "en", 1.5), ("b", "le chat dort", "fr", 2.0)]
+    with open(tmp_path / "clips.jsonl", "w") as f:
+        for clip_id, text, language, seconds in rows:
+            t = np.arange(int(seconds * SR)) / SR
+            soundfile.write(tmp_path / f"{clip_id}.flac", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR)
+            f.write(json.dumps({"id": clip_id, "audio": f"{clip_id}.flac", "text": text, "language": language}) + "\n")
+    out = tmp_path / "out"
+    code = speed.main([
+        "--data", str(tmp_path / "clips.jsonl"), "--clips", "2", "--runs", "1", "--threads", "1",
+        "--model", "random:tiny-test", "--methods", "masked,asr", "--asr-compute-types", "int8",
+        "--asr-beams", "1", "--asr-transcriber", f"{FakeTranscriber.__module__}:FakeTranscriber",
+        "--out", str(out),
+    ])
+    assert code == 0
+    report = json.loads((out / "speed.json").read_text())
+    assert report["workload"]["n_clips"] == 2 and report["workload"]["languages"] == {"en": 1, "fr": 1}
+    assert report["workload"]["audio_seconds"] == 3.5
+    assert {"cpu_model", "cpu_cores", "versions"} <= set(report["machine"])
+    assert {"torch", "ctranslate2"} <= set(report["machine"]["versions"])
+    assert "--model random:tiny-test" in report["command"]
+    methods = {m["name"]: m for m in report["methods"]}
+    assert set(methods) == {"voiceclap-masked", "asr-int8-beam1"}
+    for method in methods.values():
+        (run,) = method["runs"]
+        assert run["clips"] == 2 and run["failed"] == 0
+        for figure in ("clips_per_s", "audio_seconds_per_s", "first_call_s", "peak_rss_mib"):
+            assert run[figure] > 0 and method["median"][figure] == run[figure]
+    asr_run = methods["asr-int8-beam1"]["runs"][0]
+    assert asr_run["transcriber"] == "fake|int8|beam=1"
+    assert asr_run["mean_asr_wer"] == 0.5  # right for the English clip, all wrong for the French one
+    pair = report["ratios"]["pairs"]["voiceclap-masked"]["asr-int8-beam1"]
+    assert report["ratios"]["fastest_asr"] == "asr-int8-beam1"
+    masked, asr = methods["voiceclap-masked"]["median"], methods["asr-int8-beam1"]["median"]
+    assert pair["clips_per_s"] == masked["clips_per_s"] / asr["clips_per_s"]
+    assert set(report["targets"]) >= {"speedup_vs_fastest_asr", "speedup_met", "peak_rss_met"}
+
+    markdown = (out / "speed.md").read_text()
+    for text in ("| method | clips/s | audio s per s | first call (s) | peak RSS (MiB) |", "VoiceCLAP masked",
+                 "ASR-WER int8, beam 1", "## VoiceCLAP / ASR-WER", "## Targets"):
+        assert text in markdown
+
+
+def test_seed_pooling_override_keeps_the_weights():
+    model = speed.load_voiceclap("random:tiny-test", "masked")
+    seed = speed.load_voiceclap("random:tiny-test", "seed")
+    assert seed.config.audio_pooling == seed.audio.pooling == "seed"
+    assert model.config.audio_pooling == model.audio.pooling == "masked"
+    for name, tensor in model.state_dict().items():
+        assert seed.state_dict()[name].equal(tensor), name
+    # seed pooling pads every clip to 30 s: 3000 mel frames for a 1 s clip
+    assert seed.prepare_audio([np.zeros(SR, np.float32)]).mel.shape[-1] == 3000
