@@ -1,0 +1,5 @@
+import sys
+
+from voiceclap.train.main import main
+
+sys.exit(main())

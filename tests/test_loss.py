@@ -1,0 +1,98 @@
+"""VoiceCLAPLoss on hand-computed two-clip cases (2-d embeddings, so every cosine is exact)."""
+
+import math
+
+import pytest
+import torch
+
+from voiceclap.train.loss import VoiceCLAPLoss
+
+
+def log_sigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x))
+
+
+# Clip 1: audio (1, 0), transcript (1, 0), one corruption (0, 1) with WER 0.5.
+# Clip 2: audio (0, 1), transcript (0.6, 0.8), one corruption (0.8, 0.6) with WER 1.0.
+# logit scale exp(log 2) = 2, bias -1: logit = 2 cos - 1.
+AUDIO = [[1.0, 0.0], [0.0, 1.0]]
+TEXTS = [[[1.0, 0.0], [0.0, 1.0]], [[0.6, 0.8], [0.8, 0.6]]]
+ERROR_RATES = [[0.5], [1.0]]
+
+
+def run(audio=AUDIO, texts=TEXTS, error_rates=ERROR_RATES, **weights):
+    audio = torch.tensor(audio, requires_grad=True)
+    texts = torch.tensor(texts, requires_grad=True)
+    loss = VoiceCLAPLoss(margin_scale=0.5, **weights)
+    terms = loss(audio, texts, torch.tensor(error_rates), torch.tensor(math.log(2.0)), torch.tensor(-1.0))
+    return terms, audio, texts
+
+
+def test_siglip_term_by_hand():
+    terms, _, _ = run()
+    # cosines [[1, 0.6], [0, 0.8]] -> logits [[1, 0.2], [-1, 0.6]]; labels +1 on the diagonal.
+    expected = -(log_sigmoid(1.0) + log_sigmoid(-0.2) + log_sigmoid(1.0) + log_sigmoid(0.6)) / 2
+    assert terms["siglip"].item() == pytest.approx(expected, abs=1e-6)
+    assert expected == pytest.approx(0.93108, abs=1e-5)
+
+
+def test_hard_negative_term_by_hand():
+    terms, _, _ = run()
+    # cos(a1, n1) = 0 -> logit -1; cos(a2, n2) = 0.6 -> logit 0.2; label -1; normalized by N = 2.
+    expected = -(log_sigmoid(1.0) + log_sigmoid(-0.2)) / 2
+    assert terms["hard_negative"].item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_margin_inactive_and_active():
+    terms, audio, texts = run(siglip_weight=0.0, hard_negative_weight=0.0)
+    # Clip 1: gap 1 - 0 = 1 >= margin 0.5 * 0.5: inactive. Clip 2: gap 0.8 - 0.6 = 0.2 < 0.5 * 1.0:
+    # hinge 0.3. Normalized by N K = 2.
+    assert terms["margin"].item() == pytest.approx(0.15, abs=1e-6)
+    assert terms["loss"].item() == pytest.approx(0.15, abs=1e-6)
+    terms["loss"].backward()
+    # d/da2 of 0.5 - (a2.t2 - a2.n2), over N K = 2: -(t2 - n2) / 2.
+    assert audio.grad.flatten().tolist() == pytest.approx([0.0, 0.0, 0.1, -0.1], abs=1e-6)
+    # The inactive clip sends no gradient to its texts.
+    assert texts.grad[0].abs().sum().item() == 0.0
+
+
+def test_margin_shapes_and_clipping():
+    linear = VoiceCLAPLoss(margin_scale=0.4)
+    sqrt = VoiceCLAPLoss(margin_scale=0.4, margin_shape="sqrt")
+    f = torch.tensor([0.25, 1.0, 1.5])
+    assert linear.margin(f).tolist() == pytest.approx([0.1, 0.4, 0.4])
+    assert sqrt.margin(f).tolist() == pytest.approx([0.2, 0.4, 0.4])
+    with pytest.raises(ValueError):
+        VoiceCLAPLoss(margin_shape="cubic")
+
+
+def test_hard_negatives_change_the_gradient():
+    with_negatives, audio_a, _ = run(margin_weight=0.0)
+    without, audio_b, _ = run(margin_weight=0.0, hard_negative_weight=0.0)
+    with_negatives["loss"].backward()
+    without["loss"].backward()
+    # The difference is the hard-negative term's gradient: sigmoid(z) * scale * n / N per clip.
+    difference = audio_a.grad - audio_b.grad
+    sigmoid = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    expected = [0.0, sigmoid(-1.0), sigmoid(0.2) * 0.8, sigmoid(0.2) * 0.6]
+    assert difference.flatten().tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_zero_error_corruptions_are_masked():
+    # A "corruption" equal to the transcript (WER 0) is no negative: both negative terms ignore it.
+    terms, _, _ = run(error_rates=[[0.0], [1.0]])
+    assert terms["hard_negative"].item() == pytest.approx(-log_sigmoid(-0.2) / 2, abs=1e-6)
+    assert terms["margin"].item() == pytest.approx(0.15, abs=1e-6)
+
+
+def test_weights_and_terms_reported():
+    terms, _, _ = run(siglip_weight=2.0, hard_negative_weight=0.5, margin_weight=0.0)
+    expected = 2.0 * terms["siglip"] + 0.5 * terms["hard_negative"]
+    assert terms["loss"].item() == pytest.approx(expected.item(), abs=1e-6)
+    assert set(terms) == {"siglip", "hard_negative", "margin", "loss"}  # a 0-weight term is still logged
+
+
+def test_no_negatives():
+    terms, _, _ = run(texts=[[t[0]] for t in TEXTS], error_rates=[[], []])
+    assert set(terms) == {"siglip", "loss"}
+    assert terms["loss"].item() == pytest.approx(terms["siglip"].item())
