@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, WhisperConfig, WhisperModel
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from . import audio as A
@@ -36,13 +37,17 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
-def state_dict_fingerprint(module: nn.Module) -> str:
-    """sha256 over parameter names and float32 values: pins the base weights a trained head expects."""
+def tensor_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over tensor names and float32 values: pins the base weights a trained head expects."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(tensors.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+def state_dict_fingerprint(module: nn.Module) -> str:
+    return tensor_fingerprint(module.state_dict())
 
 
 def _strict(loaded) -> nn.Module:
@@ -136,13 +141,25 @@ class AudioTower(nn.Module):
             hidden = layer(hidden, attention_mask)
         return hidden
 
-    def head(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden states [B, T', d] -> un-normalized joint embedding [B, joint_dim]."""
+    def pool(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states [B, T', d] -> average-pool by 2, ln_post, mean over frames -> [B, d].
+
+        The seed applies its per-frame `proj` before the mean; `frame_proj` is affine and the mean's
+        weights sum to one, so applying it after the mean (in `project`) is the same function, and a
+        frozen encoder's output can be cached as this one vector per clip.
+        """
         pooled = F.avg_pool1d(hidden.transpose(1, 2), kernel_size=2, stride=2).transpose(1, 2)
-        pooled = self.frame_proj(self.encoder.layer_norm(pooled))
+        pooled = self.encoder.layer_norm(pooled)
         if self.pooling == "seed":
-            return self.proj(pooled.mean(1))  # the seed averages padding frames too
-        return self.proj(masked_mean(pooled, frame_mask[:, ::2]))
+            return pooled.mean(1)  # the seed averages padding frames too
+        return masked_mean(pooled, frame_mask[:, ::2])
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled [B, d] -> un-normalized joint embedding [B, joint_dim]."""
+        return self.proj(self.frame_proj(pooled))
+
+    def head(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        return self.project(self.pool(hidden, frame_mask))
 
     def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
         hidden, frame_mask = self.embed(mel, mel_lengths)
@@ -165,10 +182,29 @@ class TextTower(nn.Module):
             return (input_ids != self.encoder.config.pad_token_id).long()
         return attention_mask
 
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.encoder.encoder.layer  # BERT-family encoders: every text tower we configure
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.encoder.embeddings(input_ids=input_ids)
+
+    def run_layers(self, hidden: torch.Tensor, mask: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Encoder layers [start, stop) on hidden states [B, T, d]; `mask` marks the attended tokens."""
+        attention = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden, attention_mask=mask)
+        for layer in self.layers[start:stop]:
+            hidden = layer(hidden, attention)
+        return hidden
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean(hidden, mask)
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.proj(pooled)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = self.token_mask(input_ids, attention_mask)
-        hidden = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        return self.proj(masked_mean(hidden, mask))
+        return self.project(self.pool(self.run_layers(self.embed(input_ids), mask), mask))
 
 
 @dataclass
@@ -239,9 +275,12 @@ class VoiceCLAP(nn.Module):
         return model.eval()
 
     def _base_fingerprints(self) -> dict[str, str]:
+        """Checksums of each encoder's tensors that come from its source (trained ones excluded)."""
+        trained = tuple(self.config.trained_parameters or ())
+        state = self.state_dict()
         return {
-            "audio": state_dict_fingerprint(self.audio.encoder),
-            "text": state_dict_fingerprint(self.text.encoder),
+            tower: tensor_fingerprint({k: v for k, v in state.items() if k.startswith(prefix) and not k.startswith(trained)})
+            for tower, prefix in (("audio", "audio.encoder."), ("text", "text.encoder."))
         }
 
     def _check_base_checksums(self) -> None:

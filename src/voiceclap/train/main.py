@@ -380,10 +380,10 @@ def train(config: TrainConfig) -> Path:
     if info.is_main:
         weights = run.export_weights
         if weights == "auto":
-            # "trained" reloads the encoders from their sources and checks them against checksums
-            # taken at export, so it fits only encoders that come from a source and did not train.
+            # "trained" reloads the encoders' untrained tensors from their sources (checked against
+            # checksums taken at export), so it fits encoders that come from a source.
             sourced = config.model.load_base_weights and model.config.audio_encoder and model.config.text_encoder
-            weights = "trained" if sourced and plan.audio_frozen and plan.text_frozen else "all"
+            weights = "trained" if sourced else "all"
         ckpt.export_model(model, export_dir, trained_prefixes, weights)
         plot_metrics(metrics_path, out_dir / "loss_curve.png")
         print(f"model exported to {export_dir}; metrics in {metrics_path}", flush=True)

@@ -5,23 +5,18 @@ feature cache), everything above trains. What crosses the cut is a ``Features``:
 their mask, or -- when a whole encoder is frozen -- one pooled vector per item, so that training then
 only runs the projections:
 
-- audio, encoder frozen: masked_mean(layer_norm(avgpool(h))) per clip. ``AudioTower.head`` applies
-  frame_proj before the mean; frame_proj is linear and the mean's weights sum to 1, so applying it
-  after the mean is the same function.
-- text, encoder frozen: masked_mean(h) over the tower's token mask; only ``text.proj`` trains.
+- audio, encoder frozen: ``AudioTower.pool`` per clip; only ``AudioTower.project`` trains.
+- text, encoder frozen: ``TextTower.pool`` over the tower's token mask; only ``TextTower.project`` trains.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.masking_utils import create_bidirectional_mask
-
-from voiceclap.model import VoiceCLAP, masked_mean
+from voiceclap.model import VoiceCLAP
 
 
 @dataclass
@@ -74,7 +69,7 @@ def make_plan(
     model: VoiceCLAP, audio_trainable_from_layer: int, text_trainable_from_layer: int, train_text_embeddings: bool
 ) -> FreezePlan:
     audio_layers = len(model.audio.encoder.layers)
-    text_layers = len(_text_layers(model))
+    text_layers = len(model.text.layers)
     plan = FreezePlan(
         audio_from=_layer_index(audio_trainable_from_layer, audio_layers, "audio_trainable_from_layer"),
         audio_layers=audio_layers,
@@ -85,14 +80,6 @@ def make_plan(
     if plan.text_embeddings and plan.text_from != 0:
         raise ValueError("train_text_embeddings needs text_trainable_from_layer=0: layers between would be frozen")
     return plan
-
-
-def _text_layers(model: VoiceCLAP) -> nn.ModuleList:
-    # BERT-family encoders (BERT, XLM-R, e5, MiniLM: every text tower we configure).
-    try:
-        return model.text.encoder.encoder.layer
-    except AttributeError as error:
-        raise ValueError(f"cannot split text encoder {type(model.text.encoder).__name__}: not BERT-like") from error
 
 
 def trainable_modules(model: VoiceCLAP, plan: FreezePlan) -> dict[str, nn.Module]:
@@ -110,7 +97,7 @@ def trainable_modules(model: VoiceCLAP, plan: FreezePlan) -> dict[str, nn.Module
     if plan.text_embeddings:
         modules["text.encoder.embeddings."] = text.encoder.embeddings
     for i in range(plan.text_from, plan.text_layers):
-        modules[f"text.encoder.encoder.layer.{i}."] = _text_layers(model)[i]
+        modules[f"text.encoder.encoder.layer.{i}."] = text.layers[i]
     return modules
 
 
@@ -123,28 +110,6 @@ def apply_freezing(model: VoiceCLAP, plan: FreezePlan) -> list[str]:
     model.logit_scale.requires_grad_(True)
     model.logit_bias.requires_grad_(True)
     return [*modules, "logit_scale", "logit_bias"]
-
-
-def run_text_layers(model: VoiceCLAP, hidden: torch.Tensor, mask: torch.Tensor, start: int, stop: int | None = None):
-    """Text encoder layers [start, stop) on hidden states [B, T, d]; ``mask`` marks real tokens."""
-    encoder = model.text.encoder
-    attention = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=mask)
-    for layer in _text_layers(model)[start:stop]:
-        hidden = layer(hidden, attention)
-    return hidden
-
-
-@contextlib.contextmanager
-def _projections_removed(model: VoiceCLAP):
-    """AudioTower.head without frame_proj and proj returns the pooled vector the frozen-encoder
-    path stores; swapping them for identities reuses the head's pooling instead of copying it."""
-    audio = model.audio
-    frame_proj, proj = audio.frame_proj, audio.proj
-    audio.frame_proj, audio.proj = nn.Identity(), nn.Identity()
-    try:
-        yield
-    finally:
-        audio.frame_proj, audio.proj = frame_proj, proj
 
 
 class TrainableTowers(nn.Module):
@@ -178,37 +143,37 @@ class TrainableTowers(nn.Module):
     def frozen_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Features:
         mask = self.model.text.token_mask(input_ids, attention_mask).bool()
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.plan.text_embeddings):
-            hidden = self.model.text.encoder.embeddings(input_ids=input_ids)
-            hidden = run_text_layers(self.model, hidden, mask, 0, self.plan.text_from)
+            text = self.model.text
+            hidden = text.run_layers(text.embed(input_ids), mask, 0, self.plan.text_from)
         return Features(hidden, mask)
 
     def pool_audio(self, features: Features) -> Features:
         """What the feature cache stores for audio: pooled when the whole encoder is frozen."""
         if not self.plan.audio_frozen:
             return features
-        with _projections_removed(self.model):
-            return Features(self.model.audio.head(features.values, features.mask), None)
+        return Features(self.model.audio.pool(features.values, features.mask), None)
 
     def pool_text(self, features: Features) -> Features:
         """What the feature cache stores for text: pooled when the whole encoder is frozen."""
         if not self.plan.text_frozen:
             return features
-        return Features(masked_mean(features.values, features.mask), None)
+        return Features(self.model.text.pool(features.values, features.mask), None)
 
     # ----- trainable parts -----
 
     def audio_head(self, features: Features) -> torch.Tensor:
         audio = self.model.audio
         if features.pooled:
-            return audio.proj(audio.frame_proj(features.values))
+            return audio.project(features.values)
         hidden = audio.run_layers(features.values, features.mask, self.plan.audio_from)
         return audio.head(hidden, features.mask)
 
     def text_head(self, features: Features) -> torch.Tensor:
+        text = self.model.text
         if features.pooled:
-            return self.model.text.proj(features.values)
-        hidden = run_text_layers(self.model, features.values, features.mask, self.plan.text_from)
-        return self.model.text.proj(masked_mean(hidden, features.mask))
+            return text.project(features.values)
+        hidden = text.run_layers(features.values, features.mask, self.plan.text_from)
+        return text.project(text.pool(hidden, features.mask))
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         if "audio" in batch:
