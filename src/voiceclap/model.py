@@ -92,6 +92,10 @@ def _text_encoder(config: ModelConfig, load_base: bool) -> nn.Module:
     return encoder
 
 
+def _tokenizer_source(config: ModelConfig) -> str:
+    return config.tokenizer or config.text_encoder or BYTE_LEVEL
+
+
 def _architecture(module_config) -> dict:
     """The transformers config of an encoder as a plain dict that rebuilds the same architecture."""
     arch = module_config.to_diff_dict()
@@ -240,7 +244,7 @@ class VoiceCLAP(nn.Module):
         config = get_model_config(config) if isinstance(config, str) else config
         audio_encoder = _whisper_encoder(config, load_base_weights)
         text_encoder = _text_encoder(config, load_base_weights)
-        tokenizer = load_tokenizer(config.tokenizer or config.text_encoder or BYTE_LEVEL)
+        tokenizer = load_tokenizer(_tokenizer_source(config))
         config = replace(
             config,
             audio_encoder_config=_architecture(audio_encoder.config),
@@ -258,7 +262,7 @@ class VoiceCLAP(nn.Module):
             path = Path(snapshot_download(str(name_or_path)))
         config = ModelConfig.from_json(path / CONFIG_NAME)
         trained_only = config.trained_parameters is not None and config.base_checksums is not None
-        tokenizer_source = str(path) if (path / "tokenizer_config.json").exists() else (config.tokenizer or BYTE_LEVEL)
+        tokenizer_source = str(path) if (path / "tokenizer_config.json").exists() else _tokenizer_source(config)
         model = cls(
             config,
             _whisper_encoder(config, load_base=trained_only),
@@ -308,7 +312,8 @@ class VoiceCLAP(nn.Module):
         """Write config.json, model.safetensors and the tokenizer files.
 
         weights="trained" keeps only the tensors under `config.trained_parameters` and records the
-        checksums of the base encoders they belong with (the shipped default model does this).
+        checksums of the base encoders they belong with (the shipped default model does this); the
+        tokenizer then comes from the text encoder's source too, like every untrained part.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -326,7 +331,7 @@ class VoiceCLAP(nn.Module):
             raise ValueError(f"weights must be 'all' or 'trained', not {weights!r}")
         save_file(state, str(directory / WEIGHTS_NAME))
         config.to_json(directory / CONFIG_NAME)
-        if config.tokenizer != BYTE_LEVEL:
+        if weights == "all" and config.tokenizer != BYTE_LEVEL:
             self.tokenizer.save_pretrained(directory)
         if self.calibration is not None:
             self.calibration.save(directory / CALIBRATION_NAME)

@@ -57,6 +57,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
         "--max-clips", type=int, metavar="N", help="use a seeded uniform sample of at most N clips of each set"
     )
     parser.add_argument(
+        "--max-gold-clips", type=int, metavar="N",
+        help="sample size for the gold set alone (default: --max-clips); the ASR baseline runs on every gold clip",
+    )
+    parser.add_argument(
         "--k-corruptions", type=int, default=5, metavar="K", help="corrupted transcripts per held-out clip (default 5)"
     )
     parser.add_argument(
@@ -175,7 +179,7 @@ def eval_from_args(args: argparse.Namespace) -> int:
             else None
         )
         gold = (
-            load_eval_set(args.gold, gold=True, max_clips=args.max_clips, seed=args.seed, progress=progress)
+            load_eval_set(args.gold, gold=True, max_clips=args.max_gold_clips or args.max_clips, seed=args.seed, progress=progress)
             if args.gold
             else None
         )
