@@ -594,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cuda: VoiceCLAP in bf16 with large batches, faster-whisper on the GPU (default cpu)")
     run.add_argument("--batch-size", type=int, default=None, help="VoiceCLAP clips per batch (default 16 on CPU, 64 on CUDA)")
     run.add_argument("--batch-seconds", type=float, default=None,
-                     help="VoiceCLAP padded audio seconds per batch (default 120 on CPU, 960 on CUDA)")
+                     help="VoiceCLAP padded audio seconds per batch (default: the scoring engine's on CPU, 960 on CUDA)")
     run.add_argument("--decode-workers", type=int, default=2, help="VoiceCLAP background decoding threads (default 2)")
     run.add_argument("--asr-model", default=None,
                      help="faster-whisper model directory or offline: source (default: the ASR baseline's, "
@@ -631,6 +631,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from voiceclap.scoring import DEFAULT_BATCH_SECONDS  # imported here: --help stays fast
+
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -638,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     args.threads = args.threads or available_cores()
     gpu = args.device == "cuda"
     args.batch_size = args.batch_size or (64 if gpu else 16)
-    args.batch_seconds = args.batch_seconds or (960.0 if gpu else 120.0)
+    args.batch_seconds = args.batch_seconds or (960.0 if gpu else DEFAULT_BATCH_SECONDS)
     if args.model is None and ({"masked", "seed"} & set(args.methods)):
         from voiceclap.pretrained import default_model_path
 

@@ -111,6 +111,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def _score_manifest(args: argparse.Namespace) -> int:
     from .manifest import read_manifest
     from .scoring import (
+        DEFAULT_BATCH_SECONDS,
         Shard,
         configure_threads,
         default_device,
@@ -128,7 +129,7 @@ def _score_manifest(args: argparse.Namespace) -> int:
         manifest,
         args.output,
         batch_size=args.batch_size,
-        batch_seconds=args.batch_seconds,
+        batch_seconds=args.batch_seconds or DEFAULT_BATCH_SECONDS,
         resume=args.resume,
         decode_workers=args.decode_workers,
         shard=shard,
@@ -284,8 +285,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     batch.add_argument("--resume", action="store_true", help="keep the rows already in the output, score the rest")
     batch.add_argument("--batch-size", type=_positive, default=16, help="clips per model call (default: %(default)s)")
     batch.add_argument(
-        "--batch-seconds", type=_positive_float, default=120.0,
-        help="most padded audio per model call, seconds; bounds memory (default: %(default)s)",
+        "--batch-seconds", type=_positive_float,
+        help="most padded audio per model call, seconds; bounds memory (default: the engine's, 60)",
     )
     batch.add_argument("--decode-workers", type=_positive, default=2, help="audio decoding threads (default: %(default)s)")
     batch.add_argument("--threads", type=_positive, help="torch threads (default: this machine's cores / ranks on it)")
