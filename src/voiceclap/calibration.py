@@ -22,6 +22,17 @@ _FORMAT = "voiceclap-calibration"
 _VERSION = 1
 
 
+
+def _paired(a: Any, b: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two equally long, non-empty, finite 1-D float arrays, or a ValueError naming ``what``."""
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape or x.size == 0:
+        raise ValueError(f"{what} must be equally long non-empty 1-D arrays, got {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError(f"{what} must be finite")
+    return x, y
+
 class Calibration:
     """Score -> expected WER, non-increasing in the score.
 
@@ -37,12 +48,7 @@ class Calibration:
             self._set_knots(knots_x, knots_y)
 
     def _set_knots(self, knots_x: Any, knots_y: Any) -> None:
-        x = np.asarray(knots_x, dtype=np.float64)
-        y = np.asarray(knots_y, dtype=np.float64)
-        if x.ndim != 1 or x.shape != y.shape or x.size == 0:
-            raise ValueError(f"knots must be two equally long non-empty 1-D lists, got {x.shape} and {y.shape}")
-        if not (np.isfinite(x).all() and np.isfinite(y).all()):
-            raise ValueError("knots must be finite")
+        x, y = _paired(knots_x, knots_y, "knots")
         # Strictly increasing scores: np.interp is undefined for repeated x.
         if np.any(np.diff(x) <= 0) or np.any(np.diff(y) > 0):
             raise ValueError("knots must have strictly increasing scores and non-increasing WERs")
@@ -54,12 +60,7 @@ class Calibration:
 
     def fit(self, scores: Sequence[float] | np.ndarray, wers: Sequence[float] | np.ndarray) -> Calibration:
         """Fit on paired ``scores`` and observed ``wers``; returns ``self``."""
-        x = np.asarray(scores, dtype=np.float64)
-        y = np.asarray(wers, dtype=np.float64)
-        if x.ndim != 1 or x.shape != y.shape or x.size == 0:
-            raise ValueError(f"scores and wers must be equally long non-empty 1-D arrays, got {x.shape}, {y.shape}")
-        if not (np.isfinite(x).all() and np.isfinite(y).all()):
-            raise ValueError("scores and wers must be finite")
+        x, y = _paired(scores, wers, "scores and wers")
         iso = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(x, y)
         # The thresholds are exactly the knots of iso.predict's piecewise-linear function, so
         # np.interp over them reproduces it without keeping the sklearn object.
