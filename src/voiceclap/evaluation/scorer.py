@@ -50,38 +50,33 @@ class ModelScorer:
         self._text: dict[str, np.ndarray] = {}
 
     @torch.inference_mode()
+    def _embed(self, todo, cache: dict, batch_size: int, desc: str, unit: str, prepare, embed) -> int:
+        """Embed ``todo`` (sorted by length) in batches of ``prepare(chunk)`` -> ``embed(batch)`` into
+        ``cache``; returns how many inputs the model saw only the start of."""
+        start, truncated = time.perf_counter(), 0
+        bar = tqdm(total=len(todo), desc=desc, unit=unit, disable=not self.progress)
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i : i + batch_size]
+            batch = prepare(chunk)
+            cache.update(zip(chunk, embed(batch).float().cpu().numpy()))
+            truncated += sum(batch.truncated)
+            bar.update(len(chunk))
+        bar.close()
+        self.seconds += time.perf_counter() - start
+        return truncated
+
     def _embed_audio(self, clips: Sequence[EvalClip]) -> None:
         todo = sorted({c for c in clips if c not in self._audio}, key=lambda c: len(c.audio))
-        if not todo:
-            return
-        start = time.perf_counter()
-        bar = tqdm(total=len(todo), desc="embed audio", unit="clip", disable=not self.progress)
-        for i in range(0, len(todo), self.audio_batch_size):
-            chunk = todo[i : i + self.audio_batch_size]
-            batch = self.model.prepare_audio([c.audio for c in chunk])
-            emb = self.model.embed_audio_batch(batch).float().cpu().numpy()
-            self._audio.update(zip(chunk, emb))
-            self.truncated_audio += sum(batch.truncated)
-            bar.update(len(chunk))
-        bar.close()
-        self.seconds += time.perf_counter() - start
+        self.truncated_audio += self._embed(
+            todo, self._audio, self.audio_batch_size, "embed audio", "clip",
+            lambda chunk: self.model.prepare_audio([c.audio for c in chunk]), self.model.embed_audio_batch,
+        )
 
-    @torch.inference_mode()
     def _embed_texts(self, texts: Sequence[str]) -> None:
         todo = sorted({t for t in texts if t not in self._text}, key=len)
-        if not todo:
-            return
-        start = time.perf_counter()
-        bar = tqdm(total=len(todo), desc="embed text", unit="text", disable=not self.progress)
-        for i in range(0, len(todo), self.text_batch_size):
-            chunk = todo[i : i + self.text_batch_size]
-            batch = self.model.tokenize(chunk)
-            emb = self.model.embed_text_batch(batch).float().cpu().numpy()
-            self._text.update(zip(chunk, emb))
-            self.truncated_texts += sum(batch.truncated)
-            bar.update(len(chunk))
-        bar.close()
-        self.seconds += time.perf_counter() - start
+        self.truncated_texts += self._embed(
+            todo, self._text, self.text_batch_size, "embed text", "text", self.model.tokenize, self.model.embed_text_batch
+        )
 
     def _embeddings(self, clips: Sequence[EvalClip], texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         self._embed_audio(clips)
