@@ -13,8 +13,8 @@ Methods, each run through the project's own code path, as a user runs it:
   asr-<type>-beam<b> voiceclap.evaluation.asr_baseline: faster-whisper Whisper base, the language
                      given, for each --asr-compute-types x --asr-beams, then jiwer WER against the text
 
-Each run of each method is a fresh process (spawned, not forked: a forked child would inherit the
-parent's resident memory in its peak), which measures
+Each run of each method is a fresh interpreter (this script again, started with --child; not a fork,
+whose child would inherit the parent's resident memory in its peak), which measures
   first call      seconds from the process's first import to the first clip's result (model load
                   included), i.e. what a one-off `score this clip` costs
   clips/s         all N clips (decode, model, output) after the first call, and audio s per wall s
@@ -55,13 +55,12 @@ import platform
 import resource
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 DEFAULT_DATA = "data/corpus/heldout/shard-*.tar"
@@ -72,6 +71,8 @@ FIGURES = ("clips_per_s", "audio_seconds_per_s", "first_call_s", "peak_rss_mib",
 TARGET_SPEEDUP = 10.0
 TARGET_PEAK_BYTES = 1.5e9
 MIB = 2**20
+CHILD_FLAG = "--child"  # argv of a measuring process: its spec comes on stdin
+RESULT_NAME = "result.json"  # what a measuring process leaves in its workdir
 
 
 # ----- the workload -----
@@ -132,20 +133,10 @@ def load_voiceclap(spec: str, pooling: str):
     """A model (directory, hub id or random:<config>) in the given audio pooling mode."""
     from dataclasses import replace
 
-    import torch
-
-    from voiceclap.cli import RANDOM_PREFIX, load_cli_model
+    from voiceclap.cli import load_cli_model
     from voiceclap.model import VoiceCLAP
 
-    if spec.startswith(RANDOM_PREFIX):
-        # load_cli_model builds random: models from a config's architecture alone; configs that
-        # name their base encoders by source (whisper-base-e5small) have none, and loading the
-        # real encoders gives the real architecture.
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = VoiceCLAP.from_config(spec.removeprefix(RANDOM_PREFIX))
-    else:
-        model = load_cli_model(spec)
+    model = load_cli_model(spec)
     if model.config.audio_pooling != pooling:
         # The pooling mode is part of the config the towers are built from: build the model from
         # the overridden config around the same encoders and carry every weight over. The
@@ -302,13 +293,35 @@ def run_child(spec: dict) -> dict:
     return result
 
 
-def in_fresh_process(spec: dict) -> dict:
-    """run_child(spec) in a new spawned interpreter; a failure comes back as {"error": ...}."""
+def child_main() -> int:
+    """A measuring process: the spec on stdin, the figures (or the error) into the spec's workdir."""
+    spec = json.load(sys.stdin)
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            return pool.submit(run_child, spec).result()
+        result = run_child(spec)
     except Exception as error:  # noqa: BLE001 - one method failing must not lose the others' figures
-        return {"error": f"{type(error).__name__}: {error}"}
+        result = {"error": f"{type(error).__name__}: {error}"}
+    (Path(spec["workdir"]) / RESULT_NAME).write_text(json.dumps(result))
+    return 0
+
+
+def in_fresh_process(spec: dict) -> dict:
+    """run_child(spec) in a new interpreter; a failure comes back as {"error": ...}.
+
+    The child never outlives this process: however the benchmark ends (an exception, Ctrl-C, or a
+    SIGTERM, which the script turns into SystemExit), the finally clause kills a child still running, so
+    an interrupted benchmark leaves no measurement burning the cores of the next one."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the parent's imports
+    child = subprocess.Popen([sys.executable, __file__, CHILD_FLAG], stdin=subprocess.PIPE, env=env, text=True)
+    try:
+        child.communicate(json.dumps(spec))
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    result_path = Path(spec["workdir"]) / RESULT_NAME
+    if not result_path.exists():
+        return {"error": f"the measuring process exited with status {child.returncode} and no result"}
+    return json.loads(result_path.read_text())
 
 
 # ----- the methods and their figures -----
@@ -714,4 +727,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == [CHILD_FLAG]:
+        sys.exit(child_main())
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # unwind, so children get killed
     sys.exit(main())

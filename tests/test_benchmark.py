@@ -1,22 +1,29 @@
 """benchmarks/speed.py end to end on two synthetic clips: a tiny random model and a fake ASR, no weights.
 
-This module is imported again inside the benchmark's spawned ASR process (the fake transcriber lives
+This module is imported again inside the benchmark's measuring processes (the fake transcribers live
 here), so it imports nothing heavy at the top.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
 import speed
 
 SR = 16000
+PID_FILE_VARIABLE = "VOICECLAP_TEST_ASR_PID_FILE"
 
 
 class FakeTranscriber:
@@ -33,16 +40,29 @@ class FakeTranscriber:
         return "the cat sat"
 
 
-def test_speed_end_to_end(tmp_path):
+class HangingTranscriber(FakeTranscriber):
+    """Records its process id, then never finishes loading: a measurement still running."""
+
+    def __init__(self, *args, **kwargs):
+        Path(os.environ[PID_FILE_VARIABLE]).write_text(str(os.getpid()))
+        time.sleep(600)
+
+
+def write_clips(directory: Path) -> Path:
+    """Two short tone clips (en, fr) and their JSONL manifest."""
     rows = [("a", "the cat sat", "en", 1.5), ("b", "le chat dort", "fr", 2.0)]
-    with open(tmp_path / "clips.jsonl", "w") as f:
+    with open(directory / "clips.jsonl", "w") as f:
         for clip_id, text, language, seconds in rows:
             t = np.arange(int(seconds * SR)) / SR
-            soundfile.write(tmp_path / f"{clip_id}.flac", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR)
+            soundfile.write(directory / f"{clip_id}.flac", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR)
             f.write(json.dumps({"id": clip_id, "audio": f"{clip_id}.flac", "text": text, "language": language}) + "\n")
+    return directory / "clips.jsonl"
+
+
+def test_speed_end_to_end(tmp_path):
     out = tmp_path / "out"
     code = speed.main([
-        "--data", str(tmp_path / "clips.jsonl"), "--clips", "2", "--runs", "1", "--threads", "1",
+        "--data", str(write_clips(tmp_path)), "--clips", "2", "--runs", "1", "--threads", "1",
         "--model", "random:tiny-test", "--methods", "masked,asr", "--asr-compute-types", "int8",
         "--asr-beams", "1", "--asr-transcriber", f"{FakeTranscriber.__module__}:FakeTranscriber",
         "--out", str(out),
@@ -74,6 +94,25 @@ def test_speed_end_to_end(tmp_path):
     for text in ("| method | clips/s | audio s per s | first call (s) | peak RSS (MiB) |", "VoiceCLAP masked",
                  "ASR-WER int8, beam 1", "## VoiceCLAP / ASR-WER", "## Targets"):
         assert text in markdown
+
+
+def test_a_terminated_benchmark_leaves_no_measuring_process(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    env = {**os.environ, PID_FILE_VARIABLE: str(pid_file), "PYTHONPATH": str(Path(__file__).parent)}
+    benchmark = subprocess.Popen([
+        sys.executable, str(BENCHMARKS / "speed.py"), "--data", str(write_clips(tmp_path)), "--clips", "2",
+        "--runs", "1", "--threads", "1", "--methods", "asr", "--asr-compute-types", "int8", "--asr-beams", "1",
+        "--asr-transcriber", f"{Path(__file__).stem}:HangingTranscriber", "--out", str(tmp_path / "out"),
+    ], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() or not pid_file.read_text():
+        assert benchmark.poll() is None and time.monotonic() < deadline, "the measuring process never started"
+        time.sleep(0.2)
+    child = int(pid_file.read_text())
+    benchmark.send_signal(signal.SIGTERM)
+    assert benchmark.wait(timeout=30) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):  # killed and reaped by the benchmark before it exited
+        os.kill(child, 0)
 
 
 def test_seed_pooling_override_keeps_the_weights():

@@ -140,6 +140,14 @@ def test_random_model_for_smoke_tests(capsys):
     assert "random weights" in captured.err and json.loads(captured.out)["config"]["name"] == "tiny-test"
 
 
+def test_random_model_of_a_config_without_architecture_takes_it_from_the_base_encoders(capsys):
+    # whisper-base-e5small names its encoders by source only; the offline weight packages give their
+    # architecture (the real encoders, random projections).
+    assert cli.main(["info", "--model", "random:whisper-base-e5small"]) == 0
+    config = json.loads(capsys.readouterr().out)["config"]
+    assert config["audio_encoder_config"]["d_model"] == 512 and config["text_encoder_config"]["hidden_size"] == 384
+
+
 def test_default_model_missing_is_a_clear_message(monkeypatch, capsys):
     from voiceclap import pretrained
 

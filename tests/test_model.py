@@ -108,6 +108,27 @@ def test_trained_weights_round_trip_and_base_checksum(tmp_path):
         VoiceCLAP.from_pretrained(tmp_path / "m")
 
 
+def test_trained_weights_need_base_encoders_that_come_from_a_source(tmp_path):
+    model = random_model()  # encoders built from an architecture: nothing to pin them by
+    model.config = dataclasses.replace(model.config, trained_parameters=["audio.proj", "text.proj"])
+    with pytest.raises(ValueError, match="comes from no source"):
+        model.save_pretrained(tmp_path / "m", weights="trained")
+
+
+def test_base_checksum_reads_the_weight_files(tmp_path):
+    from voiceclap.weights import weight_files_checksum
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="no weight files"):
+        weight_files_checksum(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    first = weight_files_checksum(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"changed": true}')  # not a weight file
+    assert weight_files_checksum(str(tmp_path)) == first
+    (tmp_path / "model.safetensors").write_bytes(b"other weights")
+    assert weight_files_checksum(str(tmp_path)) != first
+
+
 def test_score_pairs_accepts_paths_and_waveforms(tiny_model, tmp_path):
     from conftest import write_audio
 

@@ -50,16 +50,25 @@ class CommandError(Exception):
 def load_cli_model(spec: str | None, device: str | None = None):
     """--model: a directory, a hub id, random:<config>, or (None) the shipped default model."""
     import torch
+    from transformers.utils import logging as transformers_logging
 
+    from .config import get_model_config
     from .model import VoiceCLAP
     from .pretrained import default_model_path
 
+    # The commands' own bars say what runs; transformers' per-encoder "Loading weights" bars are
+    # noise in every log.
+    transformers_logging.disable_progress_bar()
     if spec is None:
         model = VoiceCLAP.from_pretrained(default_model_path())
     elif spec.startswith(RANDOM_PREFIX):
+        config = get_model_config(spec.removeprefix(RANDOM_PREFIX))
+        # A config that names its encoders by source only (whisper-base-e5small) carries no
+        # architecture to build at random: the real encoders give it, around random projections.
+        has_architecture = config.audio_encoder_config is not None and config.text_encoder_config is not None
         with torch.random.fork_rng():
             torch.manual_seed(0)  # the same weights in every process: ranks of a sharded run agree
-            model = VoiceCLAP.from_config(spec.removeprefix(RANDOM_PREFIX), load_base_weights=False)
+            model = VoiceCLAP.from_config(config, load_base_weights=not has_architecture)
         print(f"voiceclap: warning: {spec} has random weights; its scores mean nothing", file=sys.stderr)
     elif Path(spec).exists():
         if not (Path(spec) / "config.json").is_file():

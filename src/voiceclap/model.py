@@ -37,18 +37,14 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
-def tensor_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over tensor names and float32 values: pins the base weights a trained head expects."""
+def state_dict_fingerprint(module: nn.Module) -> str:
+    """sha256 over a module's tensor names and float32 values (what a feature cache was built from)."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(tensors.items()):
+    for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         # The array's own buffer, not .tobytes(): no transient copy of e5's 384 MB embedding table.
         digest.update(tensor.detach().to(torch.float32).contiguous().cpu().numpy())
     return digest.hexdigest()
-
-
-def state_dict_fingerprint(module: nn.Module) -> str:
-    return tensor_fingerprint(module.state_dict())
 
 
 def _strict(loaded) -> nn.Module:
@@ -280,13 +276,14 @@ class VoiceCLAP(nn.Module):
         return model.eval()
 
     def _base_fingerprints(self) -> dict[str, str]:
-        """Checksums of each encoder's tensors that come from its source (trained ones excluded)."""
-        trained = tuple(self.config.trained_parameters or ())
-        state = self.state_dict()
-        return {
-            tower: tensor_fingerprint({k: v for k, v in state.items() if k.startswith(prefix) and not k.startswith(trained)})
-            for tower, prefix in (("audio", "audio.encoder."), ("text", "text.encoder."))
-        }
+        """Checksums of the weight files each encoder's source provides."""
+        from .weights import weight_files_checksum
+
+        sources = {"audio": self.config.audio_encoder, "text": self.config.text_encoder}
+        missing = [tower for tower, source in sources.items() if not source]
+        if missing:
+            raise ValueError(f"the {' and '.join(missing)} encoder comes from no source: save with weights='all'")
+        return {tower: weight_files_checksum(source) for tower, source in sources.items()}
 
     def _check_base_checksums(self) -> None:
         found = self._base_fingerprints()

@@ -638,14 +638,20 @@ OFFLINE_SOURCES = tuple(OFFLINE_PREFIX + key for key in _BUILDERS)
 # Directories verified in this process, with their build record's mtime: the sums are checked
 # once per process, not at every model load.
 _VERIFIED: dict[Path, int] = {}
+_FILE_DIGESTS: dict[tuple[Path, int, int], str] = {}
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """A file's sha256, read once per process (a cache check and a base checksum both ask)."""
+    stat = path.stat()
+    key = (path.resolve(), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(chunk)
+        _FILE_DIGESTS[key] = digest.hexdigest()
+    return _FILE_DIGESTS[key]
 
 
 def _verified(directory: Path, source: str) -> bool:
@@ -724,3 +730,30 @@ def resolve_encoder_source(name: str) -> str:
     if key not in _BUILDERS:
         raise ValueError(f"unknown offline source {name!r}; known: {', '.join(OFFLINE_SOURCES)}")
     return str(_ensure_built(name, key))
+
+
+WEIGHT_FILE_PATTERNS = ("*.safetensors", "*.bin")  # transformers' own order: safetensors, else pickles
+
+
+def weight_files_checksum(name: str) -> str:
+    """sha256 over the names and contents of a base encoder's weight files: what a model that ships
+    only its trained parts pins its base encoders by.
+
+    Hashed from the files with plain reads, not from the loaded tensors: the tensors are mapped from
+    those files, and hashing them would page in e5's whole 384 MB embedding table (peak memory while
+    scoring), of which inference touches only the rows of the tokens it meets."""
+    from huggingface_hub import snapshot_download
+
+    local = Path(resolve_encoder_source(name))
+    for pattern in WEIGHT_FILE_PATTERNS:
+        # A hub id: the files transformers loaded, from the hub's cache.
+        directory = local if local.is_dir() else Path(snapshot_download(name, allow_patterns=[pattern]))
+        files = sorted(directory.glob(pattern))
+        if files:
+            break
+    else:
+        raise FileNotFoundError(f"base encoder {name!r}: no weight files ({', '.join(WEIGHT_FILE_PATTERNS)})")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{_sha256(path)}\0".encode())
+    return digest.hexdigest()
