@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -137,3 +140,14 @@ def test_score_pairs_accepts_paths_and_waveforms(tiny_model, tmp_path):
     by_path = tiny_model.score(str(path), "hello")
     assert by_path == pytest.approx(tiny_model.score(wave, "hello"), abs=1e-6)
     assert -1.0 <= by_path <= 1.0
+
+
+@pytest.mark.parametrize(("user_setting", "expected"), [(None, "0"), ("64", "64")])
+def test_onednn_primitive_cache_is_off_unless_the_user_sized_it(user_setting, expected):
+    # Masked pooling convolves a new length almost every batch; a per-shape primitive cache only grows.
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if user_setting is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = user_setting
+    code = "import os, voiceclap.model; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == expected

@@ -3,6 +3,7 @@ ordered and resumable output, summary, torchrun sharding."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import write_manifest
+from conftest import random_model, write_manifest
 
 from voiceclap import cli
 from voiceclap.calibration import Calibration
@@ -86,6 +87,17 @@ def test_batches_respect_the_clip_and_padded_audio_budgets(tiny_model):
     batches = [[len(c.waveform) / 16000 for c in b] for b in scorer._batches(clips)]
     # <= 3 clips each, count x longest <= 3 s, and a clip over the budget still gets a batch.
     assert batches == [[0.5, 0.5, 1.0], [1.0, 1.0], [2.0], [9.0]]
+
+
+def test_seed_pooling_scores_one_clip_per_batch_on_a_cpu():
+    from voiceclap.scoring import DecodedClip
+
+    clips = [DecodedClip(None, waveform=np.zeros(16000, np.float32)) for _ in range(3)]
+    seed = random_model()
+    seed.config = dataclasses.replace(seed.config, audio_pooling="seed")
+    # Room for two padded 30 s clips, yet one per batch.
+    assert [len(b) for b in Scorer(seed, batch_size=16, batch_seconds=60.0)._batches(clips)] == [1, 1, 1]
+    assert [len(b) for b in Scorer(random_model(), batch_size=16, batch_seconds=60.0)._batches(clips)] == [3]
 
 
 def test_text_tower_runs_once_per_unique_text(manifest_dir, tiny_model, monkeypatch):

@@ -7,8 +7,9 @@ How a run goes (`score_manifest`):
    computes the current one (libsndfile, FFmpeg and soxr release the GIL while they work).
 2. Within a window, clips are sorted by length and batched, so a batch holds clips of similar
    length and padding (which costs compute in ``masked`` pooling) stays small. A batch holds at
-   most ``batch_size`` clips and ``batch_seconds`` of padded audio: attention memory grows with
-   clips x length^2, and 16 clips of 30 s would need over 1 GB for the attention weights alone.
+   most ``batch_size`` clips (one, for ``seed`` pooling on a CPU) and ``batch_seconds`` of padded
+   audio: attention memory grows with clips x length^2, and 16 clips of 30 s would need over 1 GB
+   for the attention weights alone.
    Scores do not depend on the batch a clip lands in (masked pooling ignores padding).
 3. Each unique transcript goes through the text tower once; embeddings are kept in an LRU cache of
    ``text_cache_size`` entries, so a transcript repeated across the manifest (one sentence, many
@@ -70,8 +71,8 @@ FLAGS = ("truncated_audio", "truncated_text", "silent", "duplicate_id")
 BARRIER_TIMEOUT = timedelta(hours=24)
 
 
-# Padded audio per model call on CPU. 60 s is as fast as 120 s (19.5 vs 18.6 clips/s for the default
-# model, benchmarks/speed.py) and keeps a scoring run under 1.5 GB resident (1.42 vs 1.62 GiB peak).
+# Padded audio per model call on CPU. On benchmarks/speed.py's 200 clips with the default model, 60 s
+# beat 120 s in time (10.7-11.0 vs 12.6-14.7 s) and in peak memory (1,138-1,145 vs 1,217-1,221 MiB).
 DEFAULT_BATCH_SECONDS = 60.0
 
 
@@ -140,7 +141,10 @@ class Scorer:
         if batch_size < 1 or decode_workers < 1 or window_batches < 1 or batch_seconds <= 0:
             raise ValueError("batch_size, decode_workers, window_batches and batch_seconds must be positive")
         self.model = model.eval()
-        self.batch_size = batch_size
+        # On a CPU one 30 s seed-pooled clip keeps both cores busy, and two per batch were slower per
+        # clip (0.62 against 0.58 s, 100 clips, whisper-base); short masked clips do gain from batching.
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        self.batch_size = 1 if on_cpu and model.config.audio_pooling == "seed" else batch_size
         self.batch_samples = batch_seconds * A.SAMPLE_RATE
         self.decode_workers = decode_workers
         self.window = batch_size * window_batches
