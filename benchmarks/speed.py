@@ -671,7 +671,9 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voiceclap.scoring import DEFAULT_BATCH_SECONDS  # imported here: --help stays fast
+    import torch  # imported here: --help stays fast
+
+    from voiceclap.scoring import default_batch_seconds
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -680,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     args.threads = args.threads or available_cores()
     gpu = args.device == "cuda"
     args.batch_size = args.batch_size or (64 if gpu else 16)
-    args.batch_seconds = args.batch_seconds or (960.0 if gpu else DEFAULT_BATCH_SECONDS)
+    args.batch_seconds = args.batch_seconds or default_batch_seconds(torch.device(args.device))
     if args.model is None and ({"masked", "seed"} & set(args.methods)):
         from voiceclap.pretrained import default_model_path
 

@@ -31,7 +31,7 @@ def example_scores(tmp_path_factory):
     out = tmp_path_factory.mktemp("main-job") / "scores.jsonl"
     run = subprocess.run(
         [sys.executable, "-m", "voiceclap", "score", "--manifest", str(EXAMPLES / "manifest.tsv"), "-o", str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, check=False,
     )
     assert run.returncode == 0, run.stderr  # every row scored
     assert "Loading weights" not in run.stderr  # transformers' loading bars are kept out of the log

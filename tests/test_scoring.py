@@ -100,6 +100,18 @@ def test_seed_pooling_scores_one_clip_per_batch_on_a_cpu():
     assert [len(b) for b in Scorer(random_model(), batch_size=16, batch_seconds=60.0)._batches(clips)] == [3]
 
 
+def test_the_padded_audio_budget_defaults_by_device():
+    import torch
+
+    from voiceclap.scoring import DEFAULT_BATCH_SECONDS, GPU_BATCH_SECONDS, default_batch_seconds
+
+    assert default_batch_seconds(torch.device("cpu")) == DEFAULT_BATCH_SECONDS
+    # A GPU gets room for 32 seed-pooled clips of 30 s per call, not the CPU's 2.
+    assert default_batch_seconds(torch.device("cuda")) == GPU_BATCH_SECONDS == 32 * 30
+    assert Scorer(random_model()).batch_samples == DEFAULT_BATCH_SECONDS * 16000
+    assert Scorer(random_model(), batch_seconds=5.0).batch_samples == 5.0 * 16000
+
+
 def test_text_tower_runs_once_per_unique_text(manifest_dir, tiny_model, monkeypatch):
     seen = []
     original = tiny_model.tokenize

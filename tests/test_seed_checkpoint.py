@@ -91,7 +91,7 @@ def seed_state_dict(generator) -> dict[str, torch.Tensor]:
 
 def attention(x, q_w, q_b, k_w, k_b, v_w, v_b, heads, key_mask=None):
     batch, length, width = x.shape
-    split = lambda y: y.view(batch, length, heads, width // heads).transpose(1, 2)  # noqa: E731
+    split = lambda y: y.view(batch, length, heads, width // heads).transpose(1, 2)
     q, k, v = split(F.linear(x, q_w, q_b)), split(F.linear(x, k_w, k_b)), split(F.linear(x, v_w, v_b))
     scores = q @ k.transpose(-1, -2) / math.sqrt(width // heads)
     if key_mask is not None:
@@ -128,7 +128,7 @@ def reference_text(sd, input_ids):
     positions = torch.arange(input_ids.shape[1])
     x = sd[f"{t}.embeddings.word_embeddings.weight"][input_ids] + sd[f"{t}.embeddings.position_embeddings.weight"][positions]
     x = x + sd[f"{t}.embeddings.token_type_embeddings.weight"][0]
-    ln = lambda y, p: F.layer_norm(y, (TEXT_WIDTH,), sd[f"{p}.weight"], sd[f"{p}.bias"], eps=1e-12)  # noqa: E731
+    ln = lambda y, p: F.layer_norm(y, (TEXT_WIDTH,), sd[f"{p}.weight"], sd[f"{p}.bias"], eps=1e-12)
     x = ln(x, f"{t}.embeddings.LayerNorm")
     for i in range(TEXT_LAYERS):
         b = f"{t}.encoder.layer.{i}"
@@ -173,7 +173,7 @@ def test_import_matches_independent_forward(seed_checkpoint):
 
 
 def test_every_tensor_is_used_and_filled(seed_checkpoint, tmp_path):
-    path, sd = seed_checkpoint
+    _, sd = seed_checkpoint
     extra = dict(sd, **{"audio.encoder.surprise.weight": torch.zeros(2)})
     torch.save({"state_dict": extra}, tmp_path / "extra.pt")
     with pytest.raises(MissingWeightsError, match="surprise"):

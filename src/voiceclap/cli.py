@@ -120,7 +120,6 @@ def cmd_score(args: argparse.Namespace) -> int:
 def _score_manifest(args: argparse.Namespace) -> int:
     from .manifest import read_manifest
     from .scoring import (
-        DEFAULT_BATCH_SECONDS,
         Shard,
         configure_threads,
         default_device,
@@ -138,7 +137,7 @@ def _score_manifest(args: argparse.Namespace) -> int:
         manifest,
         args.output,
         batch_size=args.batch_size,
-        batch_seconds=args.batch_seconds or DEFAULT_BATCH_SECONDS,
+        batch_seconds=args.batch_seconds,
         resume=args.resume,
         decode_workers=args.decode_workers,
         shard=shard,
@@ -295,7 +294,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     batch.add_argument("--batch-size", type=_positive, default=16, help="clips per model call (default: %(default)s)")
     batch.add_argument(
         "--batch-seconds", type=_positive_float,
-        help="most padded audio per model call, seconds; bounds memory (default: the engine's, 60)",
+        help="most padded audio per model call, seconds; bounds memory (default: 60 on a CPU, 960 on a GPU)",
     )
     batch.add_argument("--decode-workers", type=_positive, default=2, help="audio decoding threads (default: %(default)s)")
     batch.add_argument("--threads", type=_positive, help="torch threads (default: this machine's cores / ranks on it)")

@@ -16,6 +16,7 @@ from formatting ("no final period") instead of from content.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import unicodedata
@@ -214,7 +215,7 @@ def _swappable_pairs(slots: list[_Slot], positions: list[int]) -> list[tuple[int
     # unedited, and different once normalized -- swapping "the the" would change nothing.
     return [
         (i, j)
-        for i, j in zip(positions, positions[1:])
+        for i, j in itertools.pairwise(positions)
         if not slots[i].touched
         and not slots[j].touched
         and slots[i].norm != slots[j].norm

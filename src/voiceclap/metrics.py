@@ -17,12 +17,12 @@ from scipy import stats
 from voiceclap.text import units
 
 __all__ = [
-    "error_rate",
-    "correct_ranks",
-    "retrieval_metrics",
-    "correlation_report",
-    "pooled_per_utterance",
     "by_group",
+    "correct_ranks",
+    "correlation_report",
+    "error_rate",
+    "pooled_per_utterance",
+    "retrieval_metrics",
 ]
 
 _CORRELATIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -244,7 +244,7 @@ class VoiceCLAP(nn.Module):
     # ----- construction, saving, loading -----
 
     @classmethod
-    def from_config(cls, config: str | ModelConfig, load_base_weights: bool = True) -> "VoiceCLAP":
+    def from_config(cls, config: str | ModelConfig, load_base_weights: bool = True) -> VoiceCLAP:
         """A new model: pretrained encoders from their sources (or random), fresh projections."""
         config = get_model_config(config) if isinstance(config, str) else config
         audio_encoder = _whisper_encoder(config, load_base_weights)
@@ -258,7 +258,7 @@ class VoiceCLAP(nn.Module):
         return cls(config, audio_encoder, text_encoder, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike) -> "VoiceCLAP":
+    def from_pretrained(cls, name_or_path: str | os.PathLike) -> VoiceCLAP:
         """Load a model directory (config.json, model.safetensors, tokenizer files) or a hub id."""
         path = Path(name_or_path)
         if not path.is_dir():
@@ -419,7 +419,7 @@ class VoiceCLAP(nn.Module):
 
     def describe(self) -> dict:
         """What `voiceclap info` prints: the architecture and the parameter counts per part."""
-        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        count = lambda m: sum(p.numel() for p in m.parameters())
         return {
             "config": self.config.to_dict(),
             "parameters": {

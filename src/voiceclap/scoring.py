@@ -8,8 +8,8 @@ How a run goes (`score_manifest`):
 2. Within a window, clips are sorted by length and batched, so a batch holds clips of similar
    length and padding (which costs compute in ``masked`` pooling) stays small. A batch holds at
    most ``batch_size`` clips (one, for ``seed`` pooling on a CPU) and ``batch_seconds`` of padded
-   audio: attention memory grows with clips x length^2, and 16 clips of 30 s would need over 1 GB
-   for the attention weights alone.
+   audio (by default 60 s on a CPU, 960 s on a GPU): attention memory grows with clips x length^2,
+   and 16 clips of 30 s would need over 1 GB for the attention weights alone.
    Scores do not depend on the batch a clip lands in (masked pooling ignores padding).
 3. Each unique transcript goes through the text tower once; embeddings are kept in an LRU cache of
    ``text_cache_size`` entries, so a transcript repeated across the manifest (one sentence, many
@@ -74,6 +74,14 @@ BARRIER_TIMEOUT = timedelta(hours=24)
 # Padded audio per model call on CPU. On benchmarks/speed.py's 200 clips with the default model, 60 s
 # beat 120 s in time (10.7-11.0 vs 12.6-14.7 s) and in peak memory (1,138-1,145 vs 1,217-1,221 MiB).
 DEFAULT_BATCH_SECONDS = 60.0
+# On an accelerator, larger batches are what keep it busy: 960 s is 32 seed-pooled (30 s) clips, whose
+# attention weights take ~1.2 GB per layer in bf16 even where no fused kernel avoids storing them.
+GPU_BATCH_SECONDS = 960.0
+
+
+def default_batch_seconds(device: torch.device) -> float:
+    """The padded-audio budget per model call when none is given: small on a CPU, large elsewhere."""
+    return DEFAULT_BATCH_SECONDS if device.type == "cpu" else GPU_BATCH_SECONDS
 
 
 class ScoringError(RuntimeError):
@@ -133,17 +141,19 @@ class Scorer:
         self,
         model: VoiceCLAP,
         batch_size: int = 16,
-        batch_seconds: float = DEFAULT_BATCH_SECONDS,
+        batch_seconds: float | None = None,
         decode_workers: int = 2,
         window_batches: int = 8,
         text_cache_size: int = 16384,
     ):
+        device = next(model.parameters()).device
+        batch_seconds = default_batch_seconds(device) if batch_seconds is None else batch_seconds
         if batch_size < 1 or decode_workers < 1 or window_batches < 1 or batch_seconds <= 0:
             raise ValueError("batch_size, decode_workers, window_batches and batch_seconds must be positive")
         self.model = model.eval()
         # On a CPU one 30 s seed-pooled clip keeps both cores busy, and two per batch were slower per
         # clip (0.62 against 0.58 s, 100 clips, whisper-base); short masked clips do gain from batching.
-        on_cpu = next(model.parameters()).device.type == "cpu"
+        on_cpu = device.type == "cpu"
         self.batch_size = 1 if on_cpu and model.config.audio_pooling == "seed" else batch_size
         self.batch_samples = batch_seconds * A.SAMPLE_RATE
         self.decode_workers = decode_workers
@@ -496,7 +506,7 @@ def score_manifest(
     output: str | os.PathLike,
     *,
     batch_size: int = 16,
-    batch_seconds: float = DEFAULT_BATCH_SECONDS,
+    batch_seconds: float | None = None,
     resume: bool = False,
     decode_workers: int = 2,
     progress: bool | None = None,

@@ -14,7 +14,7 @@ import unicodedata
 
 import ftfy
 
-__all__ = ["clean_text", "normalize_for_wer", "uses_characters", "units"]
+__all__ = ["clean_text", "normalize_for_wer", "units", "uses_characters"]
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -59,7 +59,7 @@ def uses_characters(language: str) -> bool:
     return _primary_subtag(language) in _CHARACTER_LANGUAGES
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _is_punctuation(char: str) -> bool:
     # Cached: the distinct characters of a corpus are few, and this runs once per character.
     return unicodedata.category(char).startswith("P")

@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -39,9 +40,10 @@ import re
 import shutil
 import struct
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -64,12 +66,12 @@ BUILD_FORMAT = 1
 
 __all__ = [
     "BUILD_RECORD",
-    "CT2Model",
-    "E5S1Model",
     "INSTALL_COMMAND",
-    "MissingBaseWeights",
     "OFFLINE_PREFIX",
     "OFFLINE_SOURCES",
+    "CT2Model",
+    "E5S1Model",
+    "MissingBaseWeights",
     "bert_from_e5s1",
     "cache_root",
     "dequantize_q4_0",
@@ -414,7 +416,7 @@ def read_e5s1(path: str | os.PathLike) -> E5S1Model:
     blob = bytes(buf[pos : pos + blob_len])
     pos += blob_len
     bounds = offsets.tolist()
-    pieces = [blob[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    pieces = [blob[a:b].decode("utf-8") for a, b in itertools.pairwise(bounds)]
     _, norm_bytes = struct.unpack_from("<iI", buf, pos)
     pos += 8 + norm_bytes
     (n_tensors,) = struct.unpack_from("<i", buf, pos)
@@ -527,7 +529,7 @@ def _package_dir(module: str) -> Path | None:
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _distribution_version(name: str) -> str | None:

@@ -102,7 +102,7 @@ class TrainConfig:
     run: RunOptions = field(default_factory=RunOptions)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         sections = {f.name: f.type for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(sections))
         if unknown:

@@ -252,7 +252,7 @@ def bucketed_batches(
 class _ConsumerStream(IterableDataset):
     """The batches of one rank's DataLoader workers (each worker a separate consumer)."""
 
-    def __init__(self, stream: "StreamingBatches", start: dict[int, tuple[int, int]], rotation: int):
+    def __init__(self, stream: StreamingBatches, start: dict[int, tuple[int, int]], rotation: int):
         self.stream = stream
         self.start = start
         self.rotation = rotation

@@ -135,7 +135,7 @@ def build_feature_cache(
     batch_size: int = 16,
     max_clips: int | None = None,
     progress: bool = True,
-) -> "FeatureCache":
+) -> FeatureCache:
     """Run the frozen parts over ``clips`` (in their given, deterministic order) into ``directory``,
     resuming a partial build with the same signature."""
     directory = Path(directory)
@@ -226,7 +226,9 @@ class FeatureCache:
         """(file handle, the small tensors in memory, metadata) of chunk c, opened once (mmap)."""
         if c not in self._open:
             handle = safe_open(str(self.directory / self.chunks[c]["file"]), framework="pt")
-            small = {k: handle.get_tensor(k) for k in handle.keys() if k.endswith("offsets") or k == "error_rates"}
+            # A safetensors handle is not a mapping: its names come only from keys().
+            names = handle.keys()
+            small = {k: handle.get_tensor(k) for k in names if k.endswith("offsets") or k == "error_rates"}
             for name in ("audio", "text"):  # pooled features are small too
                 if f"{name}_offsets" not in small:
                     small[name] = handle.get_tensor(name)

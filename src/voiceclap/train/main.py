@@ -131,7 +131,7 @@ def prepare_data(config: TrainConfig, towers: TrainableTowers, vocabularies: dic
                                  max_clips=data.max_eval_clips, heldout_permille=eval_permille)
         starts = range(0, len(examples), data.batch_size)
         eval_batches = [collate(towers.model, examples[i : i + data.batch_size]) for i in starts]
-        evaluation = lambda: eval_batches  # noqa: E731  (decoded once, kept in memory)
+        evaluation = lambda: eval_batches  # decoded once, kept in memory
     return batches, evaluation
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from voiceclap.model import VoiceCLAP
 
 
@@ -30,7 +31,7 @@ class Features:
     def pooled(self) -> bool:
         return self.mask is None
 
-    def to(self, device: torch.device) -> "Features":
+    def to(self, device: torch.device) -> Features:
         return Features(self.values.to(device), None if self.mask is None else self.mask.to(device))
 
 
@@ -125,7 +126,7 @@ class TrainableTowers(nn.Module):
         self.model = model
         self.plan = plan
 
-    def train(self, mode: bool = True) -> "TrainableTowers":
+    def train(self, mode: bool = True) -> TrainableTowers:
         super().train(False)
         for module in trainable_modules(self.model, self.plan).values():
             module.train(mode)
