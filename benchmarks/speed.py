@@ -634,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cuda: VoiceCLAP in bf16 with large batches, faster-whisper on the GPU (default cpu)")
     run.add_argument("--batch-size", type=int, default=None, help="VoiceCLAP clips per batch (default 16 on CPU, 64 on CUDA; the engine scores seed pooling on a CPU one clip at a time)")
     run.add_argument("--batch-seconds", type=float, default=None,
-                     help="VoiceCLAP padded audio seconds per batch (default: the scoring engine's on CPU, 960 on CUDA)")
+                     help="VoiceCLAP padded audio seconds per batch (default: the scoring engine's for the device, 60 on CPU, 960 on CUDA)")
     run.add_argument("--decode-workers", type=int, default=2, help="VoiceCLAP background decoding threads (default 2)")
     run.add_argument("--asr-model", default=None,
                      help="faster-whisper model directory or offline: source (default: the ASR baseline's, "

@@ -226,9 +226,11 @@ class FeatureCache:
         """(file handle, the small tensors in memory, metadata) of chunk c, opened once (mmap)."""
         if c not in self._open:
             handle = safe_open(str(self.directory / self.chunks[c]["file"]), framework="pt")
-            # A safetensors handle is not a mapping: its names come only from keys().
-            names = handle.keys()
-            small = {k: handle.get_tensor(k) for k in names if k.endswith("offsets") or k == "error_rates"}
+            small = {
+                k: handle.get_tensor(k)
+                for k in handle.keys()  # noqa: SIM118 -- a safetensors handle is not iterable
+                if k.endswith("offsets") or k == "error_rates"
+            }
             for name in ("audio", "text"):  # pooled features are small too
                 if f"{name}_offsets" not in small:
                     small[name] = handle.get_tensor(name)
