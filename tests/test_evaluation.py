@@ -153,6 +153,30 @@ def test_perfect_scorer_retrieval_and_correlation():
     assert summary["voiceclap"]["correlation"]["spearman"]["value"] == pytest.approx(-1.0)
 
 
+class TextPriorScorer(OracleScorer):
+    """Does not listen: scores a text by its WER against the nearest true transcript of its language,
+    which ranks corruptions as well as the oracle does on a clip's own audio."""
+
+    def __init__(self, clips: list[EvalClip]):
+        self.transcripts = [(c.language, c.text) for c in clips]
+
+    def score(self, clip: EvalClip, text: str) -> float:
+        return -min(error_rate(t, text, clip.language) for lang, t in self.transcripts if lang == clip.language)
+
+
+def test_text_prior_control_tells_listening_from_reading():
+    clips = heldout_clips()
+    listening, _ = corruption_eval(clips, OracleScorer(), k=4, seed=1, n_boot=20, progress=False)
+    reading, _ = corruption_eval(clips, TextPriorScorer(clips), k=4, seed=1, n_boot=20, progress=False)
+    # Both are (nearly: a corruption can land nearer another transcript) perfect on the card's protocol...
+    assert listening["pooled"]["spearman"]["value"] == pytest.approx(-1.0)
+    assert reading["pooled"]["spearman"]["value"] == pytest.approx(-1.0, abs=0.01)
+    # ...but only the one that reads keeps its rho when each clip's audio is swapped for another's.
+    assert reading["other_audio_control"]["spearman"]["value"] == pytest.approx(-1.0, abs=0.01)
+    assert listening["other_audio_control"]["n_groups"] == 8
+    assert abs(listening["other_audio_control"]["spearman"]["value"]) < 0.5
+
+
 def test_constant_scorer_is_undefined_not_nan(tmp_path):
     clips = heldout_clips()
     summary, _ = corruption_eval(clips, ConstantScorer(), k=3, seed=0, n_boot=20, progress=False)

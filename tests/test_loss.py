@@ -66,6 +66,41 @@ def test_margin_shapes_and_clipping():
         VoiceCLAPLoss(margin_shape="cubic")
 
 
+def test_cross_clip_margin_by_hand():
+    terms, _, texts = run(siglip_weight=0.0, hard_negative_weight=0.0, margin_weight=0.0, cross_clip_margin_weight=1.0)
+    # Candidates (cos, margin): A clip 1's transcript (1, 0), B its corruption (0, 0.25), E clip 2's
+    # transcript against clip 1's audio (0.6, 0.5); C clip 2's transcript (0.8, 0), D its corruption
+    # (0.6, 0.5), F clip 1's transcript against clip 2's audio (0, 0.5). The 11 pairs with a larger
+    # margin on the right, hinge m_q - m_p - (c_p - c_q): A<B 0, A<D 0.1, A<E 0.1, A<F 0, C<B 0,
+    # C<D 0.3, C<E 0.3, C<F 0, B<D 0.85, B<E 0.85, B<F 0.25. B<D is what the per-clip margin cannot
+    # see: clip 2's worse corruption outscores clip 1's milder one.
+    assert terms["cross_clip_margin"].item() == pytest.approx(2.75 / 11, abs=1e-6)
+    assert terms["loss"].item() == pytest.approx(2.75 / 11, abs=1e-6)
+    terms["loss"].backward()
+    # B (cos a1.n1) sits left in three active pairs: pushed up, towards a1. D (cos a2.n2) sits right in
+    # three: pushed down, away from a2.
+    assert texts.grad[0, 1].tolist() == pytest.approx([-3 / 11, 0.0], abs=1e-6)
+    assert texts.grad[1, 1].tolist() == pytest.approx([0.0, 3 / 11], abs=1e-6)
+
+
+def test_cross_clip_margin_without_other_transcripts():
+    terms, _, _ = run(cross_clip_margin_weight=1.0, cross_clip_other_transcripts=0)
+    # E and F gone: A<B 0, A<D 0.1, C<B 0, C<D 0.3, B<D 0.85 over 5 pairs.
+    assert terms["cross_clip_margin"].item() == pytest.approx(1.25 / 5, abs=1e-6)
+
+
+def test_cross_clip_margin_skips_zero_error_corruptions():
+    terms, _, _ = run(error_rates=[[0.0], [1.0]], cross_clip_margin_weight=1.0)
+    # B drops out: A<D 0.1, A<E 0.1, A<F 0, C<D 0.3, C<E 0.3, C<F 0.
+    assert terms["cross_clip_margin"].item() == pytest.approx(0.8 / 6, abs=1e-6)
+
+
+def test_cross_clip_margin_needs_a_second_clip_for_mismatched_transcripts():
+    terms, _, _ = run(audio=AUDIO[:1], texts=TEXTS[:1], error_rates=ERROR_RATES[:1], cross_clip_margin_weight=1.0)
+    # One clip: no other transcript to pair its audio with; A<B alone, inactive.
+    assert terms["cross_clip_margin"].item() == 0.0
+
+
 def test_hard_negatives_change_the_gradient():
     with_negatives, audio_a, _ = run(margin_weight=0.0)
     without, audio_b, _ = run(margin_weight=0.0, hard_negative_weight=0.0)
@@ -89,7 +124,8 @@ def test_weights_and_terms_reported():
     terms, _, _ = run(siglip_weight=2.0, hard_negative_weight=0.5, margin_weight=0.0)
     expected = 2.0 * terms["siglip"] + 0.5 * terms["hard_negative"]
     assert terms["loss"].item() == pytest.approx(expected.item(), abs=1e-6)
-    assert set(terms) == {"siglip", "hard_negative", "margin", "loss"}  # a 0-weight term is still logged
+    # a 0-weight term is still logged, except the costly cross-clip margin
+    assert set(terms) == {"siglip", "hard_negative", "margin", "loss"}
 
 
 def test_no_negatives():

@@ -8,6 +8,7 @@ from voiceclap.metrics import (
     correct_ranks,
     correlation_report,
     error_rate,
+    next_in_group,
     pooled_per_utterance,
     retrieval_metrics,
 )
@@ -160,3 +161,9 @@ def test_by_group_per_language():
     assert out["en"] == correlation_report(scores[en], wers[en], groups[en], n_boot=50)
     with pytest.raises(ValueError):
         by_group(langs[:-1], correlation_report, scores, wers, groups)
+
+
+def test_next_in_group_pairs_within_groups_and_leaves_singletons_out():
+    partner = next_in_group(["de", "en", "de", "fr", "en", "de"])
+    assert partner.tolist() == [2, 4, 5, -1, 1, 0]
+    assert next_in_group([]).tolist() == []

@@ -346,6 +346,8 @@ def test_training_separates_true_from_corrupted_transcripts(corpus, hearing_mode
     assert before["step"] == 0 and after["step"] == 300
     assert after["eval/spearman"] < before["eval/spearman"] - 0.2  # scores fall with WER
     assert after["eval/R@1"] > before["eval/R@1"] + 0.2
+    # It listens: against another clip's audio its candidates' scores track their WER far less.
+    assert after["eval/spearman_other_audio"] > after["eval/spearman"] + 0.2
     assert (out / "loss_curve.png").stat().st_size > 10_000
     train_records = records(out / "metrics.jsonl", "train")
     assert train_records[-1]["loss"] < train_records[0]["loss"]

@@ -51,7 +51,8 @@ def rows(batch: dict, start: int, stop: int) -> dict:
 def loss_and_grads(towers: TrainableTowers, module, batch: dict, world_size: int):
     audio, texts = module(batch)
     model = towers.model
-    terms = VoiceCLAPLoss()(audio, texts, batch["error_rates"], model.logit_scale, model.logit_bias)
+    loss = VoiceCLAPLoss(cross_clip_margin_weight=1.0)  # every term, the one ranking across ranks too
+    terms = loss(audio, texts, batch["error_rates"], model.logit_scale, model.logit_bias)
     (terms["loss"] * world_size).backward()  # as the trainer does: DDP averages over ranks
     grads = {n: p.grad.clone() for n, p in towers.named_parameters() if p.requires_grad}
     return {k: v.item() for k, v in terms.items()}, grads

@@ -7,6 +7,7 @@ resampling rows would understate the uncertainty.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "correct_ranks",
     "correlation_report",
     "error_rate",
+    "next_in_group",
     "pooled_per_utterance",
     "retrieval_metrics",
 ]
@@ -196,3 +198,17 @@ def by_group(
         key: fn(*(column[members[key]] for column in arrays), **kwargs)
         for key in sorted(members, key=str)
     }
+
+
+def next_in_group(groups: Sequence[Hashable]) -> np.ndarray:
+    """For each item, the index of the next item of the same group in the given order, wrapping
+    round; -1 for an item alone in its group. It pairs each clip with another clip's audio of the
+    same language for the text-prior control of the corruption protocol."""
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for i, group in enumerate(groups):
+        members[group].append(i)
+    partner = np.full(len(groups), -1)
+    for indices in members.values():
+        if len(indices) > 1:
+            partner[indices] = np.roll(indices, -1)
+    return partner

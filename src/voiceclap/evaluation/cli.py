@@ -16,7 +16,8 @@ With --heldout (real or synthetic speech with its transcripts):
   corruption   the model card's protocol: each clip scored against its true transcript and
                --k-corruptions corrupted ones at a spread of WER levels; Spearman/Kendall/Pearson of
                score vs WER pooled over all (clip, candidate) rows, per language, 95% CIs from
-               resampling clips;
+               resampling clips; and its text-prior control, the same rows scored against another
+               clip's audio of the same language (what the text alone earns: near 0 if the score listens);
   calibration  with --fit-calibration, an isotonic score -> expected-WER map fitted on half of the
                clips (by id hash), its MAE on the other half; saved beside the model.
 With --gold (clips whose audio says a corrupted text, true WER known by construction):
@@ -110,7 +111,10 @@ def _print_summary(report: dict, out: Path) -> None:
         a2t = report["retrieval"]["overall"]["audio_to_text"]
         print(f"retrieval   audio->text R@1 {a2t['R@1']:.3f}  R@5 {a2t['R@5']:.3f}  (N = {a2t['N']})")
     if "pooled" in report.get("corruption", {}):
-        print(f"corruption  Spearman rho(score, WER) {format_correlation(report['corruption']['pooled']['spearman'])}")
+        corruption = report["corruption"]
+        print(f"corruption  Spearman rho(score, WER) {format_correlation(corruption['pooled']['spearman'])}")
+        print(f"            against other clips' audio {format_correlation(corruption['other_audio_control']['spearman'])}"
+              " (text-prior control: near 0 if the score listens)")
     if "test" in report.get("calibration", {}):
         print(f"calibration MAE on the test half {report['calibration']['test']['mae']:.3f}")
     gold = report.get("gold", {})

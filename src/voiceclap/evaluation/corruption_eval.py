@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from voiceclap.corruption import build_vocabulary, make_corruptions
-from voiceclap.metrics import by_group, correlation_report, pooled_per_utterance
+from voiceclap.metrics import by_group, correlation_report, next_in_group, pooled_per_utterance
 
 from .data import EvalClip
 from .scorer import Scorer
@@ -110,6 +110,19 @@ def _true_ranked_first(rows: Sequence[dict[str, Any]]) -> float | None:
     return float(np.mean(wins)) if wins else None
 
 
+def _other_audio_control(rows: Sequence[dict[str, Any]], scorer: Scorer, n_boot: int, seed: int) -> dict[str, Any]:
+    """The rows' correlation when each clip's candidates are scored against the next clip's audio of
+    the same language. Corruptions read as less fluent than true transcripts, so a score can track
+    their WER from the text alone; this is how much it does. An audio-grounded score keeps it near 0."""
+    clips = list({row["id"]: row["clip"] for row in rows}.values())
+    partner = next_in_group([clip.language for clip in clips])
+    other_audio = {clip.id: clips[j] for clip, j in zip(clips, partner) if j >= 0}
+    paired = [row for row in rows if row["id"] in other_audio]
+    scores = scorer.score_pairs([other_audio[row["id"]] for row in paired], [row["text"] for row in paired])
+    wers = [row["wer"] for row in paired]
+    return correlation_report(scores, wers, [row["id"] for row in paired], n_boot=n_boot, seed=seed)
+
+
 def corruption_eval(
     clips: Sequence[EvalClip], scorer: Scorer, k: int = 5, seed: int = 0, n_boot: int = 1000, progress: bool = True
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -127,6 +140,7 @@ def corruption_eval(
         summary["undefined"] = "no clip could be corrupted"
         return summary, []
     scores = scorer.score_pairs([r["clip"] for r in rows], [r["text"] for r in rows])
+    summary["other_audio_control"] = _other_audio_control(rows, scorer, n_boot, seed)
     for row, score in zip(rows, scores):
         del row["clip"]
         row["score"] = float(score)

@@ -129,6 +129,16 @@ def _corruption_section(corruption: dict[str, Any]) -> list[str]:
         f"True transcript scored above all its corruptions: {_num(corruption['true_ranked_first'])} of clips.",
         "",
     ]
+    control = corruption["other_audio_control"]
+    lines += [
+        (
+            "Text-prior control: the same rows scored against another clip's audio of the same language "
+            f"({control['n_groups']} clips) give Spearman ρ {format_correlation(control.get('spearman'))}. "
+            "That much the text alone earns (corruptions read as less fluent); an audio-grounded score "
+            "keeps it near 0, and its distance from the ρ above is what listening adds."
+        ),
+        "",
+    ]
     lines += _table(
         ["WER bin", "rows", "mean score"],
         [[b["wer_bin"], b["n"], _num(b["mean_score"], 4)] for b in corruption["mean_score_by_wer"]],

@@ -60,6 +60,8 @@ class LossOptions:
     margin_weight: float = 1.0
     margin_scale: float = 0.5  # margin(f) = margin_scale * shape(f), f the corruption's WER/CER
     margin_shape: str = "linear"  # linear | sqrt
+    cross_clip_margin_weight: float = 0.0  # the margin between clips' candidates too (not in the card)
+    cross_clip_other_transcripts: int = 5  # other clips' transcripts per clip in it, at WER 1
 
 
 @dataclass

@@ -12,6 +12,17 @@ z = exp(logit_scale) * cos + logit_bias:
   that asks the true-vs-corrupted gap to grow with the edit fraction: m(f) = margin_scale * f
   ("linear") or margin_scale * sqrt(f) ("sqrt"), f clipped to 1 (insertions can push WER past 1, but
   a cosine gap cannot exceed 2). This term is what makes the score graduate with WER.
+- ``cross_clip_margin``: the same hinge between the candidates of *different* clips. Each clip brings
+  its transcript (f = 0), its corruptions, and ``cross_clip_other_transcripts`` other clips'
+  transcripts paired with its audio (f = 1: fluent sentences it does not say). Every candidate of
+  the global batch is ranked against every one whose margin is larger: sum max(0, m(f_q) - m(f_p) -
+  (cos_p - cos_q)) over the P pairs with m(f_p) < m(f_q), divided by P. Not in the card: weight 0
+  by default, and computed only when weighted (its pair matrix slows cached training by a fifth).
+  The card's margin orders each clip's own candidates, but the score is judged pooled over clips,
+  and a clip's whole score level drifts with its voice and length. The other clips' transcripts are
+  there because corruptions read as less fluent than transcripts: without them a text-only prior
+  satisfies the ranking as well as listening does, and the score learns to read (measured:
+  MODEL_CARD.md, "Reading, not listening").
 
 A corruption with f = 0 (a text too short to corrupt into something new) is no negative and is
 masked out of both negative terms.
@@ -29,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from voiceclap.train.distributed import all_gather_with_grad
+from voiceclap.train.distributed import all_gather_with_grad, all_reduce_sum
 
 MARGIN_SHAPES = ("linear", "sqrt")
 
@@ -42,17 +53,60 @@ class VoiceCLAPLoss(nn.Module):
         margin_weight: float = 1.0,
         margin_scale: float = 0.5,
         margin_shape: str = "linear",
+        cross_clip_margin_weight: float = 0.0,
+        cross_clip_other_transcripts: int = 5,
     ):
         super().__init__()
         if margin_shape not in MARGIN_SHAPES:
             raise ValueError(f"margin_shape must be one of {MARGIN_SHAPES}, not {margin_shape!r}")
-        self.weights = {"siglip": siglip_weight, "hard_negative": hard_negative_weight, "margin": margin_weight}
+        self.weights = {
+            "siglip": siglip_weight,
+            "hard_negative": hard_negative_weight,
+            "margin": margin_weight,
+            "cross_clip_margin": cross_clip_margin_weight,
+        }
         self.margin_scale = margin_scale
         self.margin_shape = margin_shape
+        self.cross_clip_other_transcripts = cross_clip_other_transcripts
 
     def margin(self, error_rates: torch.Tensor) -> torch.Tensor:
         f = error_rates.clamp(0.0, 1.0)
         return self.margin_scale * (f if self.margin_shape == "linear" else f.sqrt())
+
+    def cross_clip_margin(
+        self,
+        audio: torch.Tensor,
+        every_positive: torch.Tensor,
+        offset: int,
+        own_cos: torch.Tensor,
+        error_rates: torch.Tensor,
+    ) -> torch.Tensor:
+        """audio [b, D]; every_positive [N, D], the global batch's transcripts (this rank's from
+        offset); own_cos [b, 1 + K], each local clip's cosine with its transcript, then with its
+        corruptions. This rank's share: its candidates ranked against every candidate of the batch."""
+        local, k = error_rates.shape[0], self.cross_clip_other_transcripts
+        n_global = every_positive.shape[0]
+        # Each clip's audio against the transcripts of the next k clips of the global batch, at f = 1.
+        shifts = torch.arange(1, k + 1, device=audio.device)
+        rows = offset + torch.arange(local, device=audio.device)
+        other_cos = torch.einsum("bd,bkd->bk", audio, every_positive[(rows[:, None] + shifts) % n_global])
+        cos = torch.cat([own_cos, other_cos], dim=1)
+        true = torch.zeros_like(own_cos[:, :1])
+        rates = torch.cat([true, error_rates, torch.ones_like(other_cos)], dim=1)
+        # A slot that holds no candidate (a zero-error corruption; another clip's transcript when the
+        # batch has too few clips) gets a margin of -inf: it is in no ordered pair.
+        always = torch.ones_like(true, dtype=torch.bool)
+        candidate = torch.cat([always, error_rates > 0, (shifts < n_global).expand(local, k)], dim=1)
+        margins = self.margin(rates).masked_fill(~candidate, -torch.inf)
+
+        every_cos, _ = all_gather_with_grad(cos)
+        every_margin, _ = all_gather_with_grad(margins)
+        m_p, m_q = margins.reshape(-1, 1), every_margin.reshape(1, -1)
+        ordered = (m_p < m_q) & m_p.isfinite()
+        gap = cos.reshape(-1, 1) - every_cos.reshape(1, -1)
+        hinge = F.relu(torch.where(ordered, m_q - m_p - gap, 0.0))
+        pairs = all_reduce_sum({"pairs": float(ordered.sum())}, cos.device)["pairs"]
+        return hinge.sum() / max(pairs, 1.0)
 
     def forward(
         self,
@@ -64,7 +118,7 @@ class VoiceCLAPLoss(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """audio [b, D] and texts [b, 1 + K, D] L2-normalized (texts[:, 0] the true transcripts,
         texts[:, k] with error_rates[:, k - 1]); returns the weighted "loss" and each unweighted term,
-        terms with weight 0 included (logged, not trained)."""
+        terms with weight 0 included (logged, not trained) except the cross-clip margin."""
         audio, texts = audio.float(), texts.float()
         local = audio.shape[0]
         positives = texts[:, 0]
@@ -84,9 +138,13 @@ class VoiceCLAPLoss(nn.Module):
             negative_cos = torch.einsum("bd,bkd->bk", audio, negatives)
             negative_logits = scale * negative_cos + logit_bias
             terms["hard_negative"] = -(F.logsigmoid(-negative_logits) * valid).sum() / n_global
-            gap = (audio * positives).sum(-1, keepdim=True) - negative_cos
-            hinge = F.relu(self.margin(error_rates) - gap) * valid
+            positive_cos = (audio * positives).sum(-1, keepdim=True)
+            hinge = F.relu(self.margin(error_rates) - (positive_cos - negative_cos)) * valid
             terms["margin"] = hinge.sum() / (n_global * negatives.shape[1])
+            if self.weights["cross_clip_margin"]:
+                terms["cross_clip_margin"] = self.cross_clip_margin(
+                    audio, every_positive, offset, torch.cat([positive_cos, negative_cos], dim=1), error_rates
+                )
 
         terms["loss"] = sum(self.weights[name] * value for name, value in terms.items())
         return terms

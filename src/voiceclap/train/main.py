@@ -26,7 +26,7 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from voiceclap.metrics import by_group, correlation_report, retrieval_metrics
+from voiceclap.metrics import by_group, correlation_report, next_in_group, retrieval_metrics
 from voiceclap.model import VoiceCLAP
 from voiceclap.train import checkpoint as ckpt
 from voiceclap.train import distributed
@@ -52,7 +52,7 @@ from voiceclap.train.feature_cache import (
 from voiceclap.train.loss import VoiceCLAPLoss
 from voiceclap.train.towers import TrainableTowers, apply_freezing, make_plan
 
-LOSS_TERMS = ("loss", "siglip", "hard_negative", "margin")
+LOSS_TERMS = ("loss", "siglip", "hard_negative", "margin", "cross_clip_margin")
 
 
 def build_model(config: TrainConfig) -> VoiceCLAP:
@@ -165,13 +165,24 @@ def evaluate(towers: TrainableTowers, batches, device: torch.device, autocast) -
     wers = torch.cat([torch.zeros(len(audio), 1), error_rates], 1).numpy()
     valid = wers > 0
     valid[:, 0] = True  # the true transcript always counts; repeated-transcript slots (WER 0) do not
-    clip = np.broadcast_to(np.arange(len(audio))[:, None], wers.shape)[valid]
+    clip_grid = np.broadcast_to(np.arange(len(audio))[:, None], wers.shape)
+    clip = clip_grid[valid]
     language = np.broadcast_to(np.array(languages)[:, None], wers.shape)[valid]
     report = correlation_report(scores[valid], wers[valid], clip, n_boot=200)
     out["eval/spearman"] = report["spearman"]["value"]
     out["eval/spearman_ci95"] = report["spearman"]["ci95"]
     per_language = by_group(language, correlation_report, scores[valid], wers[valid], clip, n_boot=0)
     out.update({f"eval/spearman_{lang}": r["spearman"]["value"] for lang, r in per_language.items()})
+    # The text-prior control (voiceclap.evaluation.corruption_eval): each clip's candidates against
+    # another clip's audio of the same language.
+    partner = next_in_group(languages)
+    paired = partner >= 0
+    control = torch.einsum("nd,nkd->nk", audio[partner[paired]], texts[paired]).numpy()
+    control_valid = valid[paired]
+    control_report = correlation_report(
+        control[control_valid], wers[paired][control_valid], clip_grid[paired][control_valid], n_boot=0
+    )
+    out["eval/spearman_other_audio"] = control_report["spearman"]["value"]
     out["eval/clips"] = len(audio)
     return out
 
