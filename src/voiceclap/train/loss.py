@@ -84,10 +84,10 @@ class VoiceCLAPLoss(nn.Module):
         """audio [b, D]; every_positive [N, D], the global batch's transcripts (this rank's from
         offset); own_cos [b, 1 + K], each local clip's cosine with its transcript, then with its
         corruptions. This rank's share: its candidates ranked against every candidate of the batch."""
-        local, k = error_rates.shape[0], self.cross_clip_other_transcripts
+        local, n_others = error_rates.shape[0], self.cross_clip_other_transcripts
         n_global = every_positive.shape[0]
-        # Each clip's audio against the transcripts of the next k clips of the global batch, at f = 1.
-        shifts = torch.arange(1, k + 1, device=audio.device)
+        # Each clip's audio against the transcripts of the next n_others clips of the batch, at f = 1.
+        shifts = torch.arange(1, n_others + 1, device=audio.device)
         rows = offset + torch.arange(local, device=audio.device)
         other_cos = torch.einsum("bd,bkd->bk", audio, every_positive[(rows[:, None] + shifts) % n_global])
         cos = torch.cat([own_cos, other_cos], dim=1)
@@ -96,7 +96,7 @@ class VoiceCLAPLoss(nn.Module):
         # A slot that holds no candidate (a zero-error corruption; another clip's transcript when the
         # batch has too few clips) gets a margin of -inf: it is in no ordered pair.
         always = torch.ones_like(true, dtype=torch.bool)
-        candidate = torch.cat([always, error_rates > 0, (shifts < n_global).expand(local, k)], dim=1)
+        candidate = torch.cat([always, error_rates > 0, (shifts < n_global).expand(local, n_others)], dim=1)
         margins = self.margin(rates).masked_fill(~candidate, -torch.inf)
 
         every_cos, _ = all_gather_with_grad(cos)
