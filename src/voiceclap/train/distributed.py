@@ -66,7 +66,7 @@ def shutdown() -> None:
 
 
 def all_reduce_sum(values: dict[str, float], device: torch.device) -> dict[str, float]:
-    """The sum over ranks of each value (logged figures, pair counts)."""
+    """The sum over ranks of each (logging) value."""
     if not dist.is_initialized():
         return values
     names = sorted(values)

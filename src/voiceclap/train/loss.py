@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from voiceclap.train.distributed import all_gather_with_grad, all_reduce_sum
+from voiceclap.train.distributed import all_gather_with_grad
 
 MARGIN_SHAPES = ("linear", "sqrt")
 
@@ -105,8 +105,8 @@ class VoiceCLAPLoss(nn.Module):
         ordered = (m_p < m_q) & m_p.isfinite()
         gap = cos.reshape(-1, 1) - every_cos.reshape(1, -1)
         hinge = F.relu(torch.where(ordered, m_q - m_p - gap, 0.0))
-        pairs = all_reduce_sum({"pairs": float(ordered.sum())}, cos.device)["pairs"]
-        return hinge.sum() / max(pairs, 1.0)
+        pairs, _ = all_gather_with_grad(ordered.sum().reshape(1).to(cos.dtype))  # each rank's count
+        return hinge.sum() / pairs.sum().clamp(min=1.0)
 
     def forward(
         self,

@@ -176,12 +176,9 @@ def evaluate(towers: TrainableTowers, batches, device: torch.device, autocast) -
     # The text-prior control (voiceclap.evaluation.corruption_eval): each clip's candidates against
     # another clip's audio of the same language.
     partner = next_in_group(languages)
-    paired = partner >= 0
-    control = torch.einsum("nd,nkd->nk", audio[partner[paired]], texts[paired]).numpy()
-    control_valid = valid[paired]
-    control_report = correlation_report(
-        control[control_valid], wers[paired][control_valid], clip_grid[paired][control_valid], n_boot=0
-    )
+    control = torch.einsum("nd,nkd->nk", audio[partner], texts).numpy()  # rows with partner -1 are left out
+    control_rows = valid & (partner >= 0)[:, None]
+    control_report = correlation_report(control[control_rows], wers[control_rows], clip_grid[control_rows], n_boot=0)
     out["eval/spearman_other_audio"] = control_report["spearman"]["value"]
     out["eval/clips"] = len(audio)
     return out
