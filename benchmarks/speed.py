@@ -88,7 +88,7 @@ def build_workload(sources: list[str], n: int, min_s: float, max_s: float, seed:
     import soundfile
 
     from voiceclap.audio import SAMPLE_RATE
-    from voiceclap.evaluation.data import load_eval_set
+    from voiceclap.evaluation.sets import load_eval_set
 
     # load_eval_set keeps the first clips of a fixed hash order, so a larger max_clips returns a
     # superset: ask again for more until n clips fall in the length range or the sources run out.
@@ -106,7 +106,7 @@ def build_workload(sources: list[str], n: int, min_s: float, max_s: float, seed:
         for i, clip in enumerate(clips):
             name = f"{i:05d}.wav"
             soundfile.write(directory / name, clip.audio, SAMPLE_RATE, subtype="FLOAT")  # the exact samples
-            row = {"id": clip.id, "audio": name, "text": clip.text, "language": clip.language, "system": clip.system}
+            row = {"id": clip.id, "audio": name, "text": clip.text, "language": clip.language, "system": clip.speaker}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     seconds = sorted(c.seconds for c in clips)
     languages: dict[str, int] = {}
@@ -138,10 +138,9 @@ def load_voiceclap(spec: str, pooling: str):
     """A model (directory, hub id or random:<config>) in the given audio pooling mode."""
     from dataclasses import replace
 
-    from voiceclap.cli import load_cli_model
-    from voiceclap.model import VoiceCLAP
+    from voiceclap.model import VoiceCLAP, load_model
 
-    model = load_cli_model(spec)
+    model = load_model(spec)
     if model.config.audio_pooling != pooling:
         # The pooling mode is part of the config the towers are built from: build the model from
         # the overridden config around the same encoders and carry every weight over. The
@@ -157,18 +156,20 @@ def _score_voiceclap(spec: dict, start: float) -> dict:
     import torch
 
     from voiceclap.manifest import read_manifest
-    from voiceclap.scoring import Shard, configure_threads, read_records, score_manifest, score_pair
+    from voiceclap.runtime import configure_threads
+    from voiceclap.scoring import ClapBackend, Shard, read_records, score_manifest, score_pair
 
     imports_rss = _peak_rss_mib()
-    configure_threads(Shard(), spec["threads"])
+    configure_threads(threads=spec["threads"])
     device = torch.device(spec["device"])
     model = load_voiceclap(spec["model"], spec["pooling"]).to(device)
     # bf16 on a GPU, as a GPU user would score; the CPU path stays float32, as shipped.
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     manifest = read_manifest(spec["manifest"])
-    first = manifest.rows[0]
+    first = manifest.clips[0]
+    backend = ClapBackend(model)
     with autocast:
-        record = score_pair(model, first.audio_path, first.text)  # returns CPU floats: synchronized
+        record = score_pair(backend, first.audio, first.text)  # returns CPU floats: synchronized
     if record["error"]:
         raise RuntimeError(f"the first clip failed: {record['error']}")
     first_call = time.perf_counter() - start
@@ -177,12 +178,12 @@ def _score_voiceclap(spec: dict, start: float) -> dict:
     began = time.perf_counter()
     with autocast:
         summary = score_manifest(
-            model, manifest, output, batch_size=spec["batch_size"], batch_seconds=spec["batch_seconds"],
+            backend, manifest, output, batch_size=spec["batch_size"], batch_seconds=spec["batch_seconds"],
             decode_workers=spec["decode_workers"], progress=False, shard=Shard(),
         )
     wall = time.perf_counter() - began
     scored = [r for r in read_records(output) if not r["error"]]
-    card_stack = _card_stack_seconds(model, manifest.rows, autocast) if spec["pooling"] == "seed" else None
+    card_stack = _card_stack_seconds(model, manifest.clips, autocast) if spec["pooling"] == "seed" else None
     return {
         "first_call_s": first_call,
         "wall_s": wall,
@@ -196,14 +197,14 @@ def _score_voiceclap(spec: dict, start: float) -> dict:
     }
 
 
-def _card_stack_seconds(model, rows, autocast) -> float:
+def _card_stack_seconds(model, clips, autocast) -> float:
     """Median seconds per pair scored alone (model.score: decode, one audio and one text pass, no
     batching, no background decoding), the seed card's way."""
     times = []
     with autocast:
-        for row in rows[:CARD_STACK_CLIPS]:
+        for clip in clips[:CARD_STACK_CLIPS]:
             began = time.perf_counter()
-            model.score(row.audio_path, row.text)  # a Python float: the device has finished
+            model.score(clip.audio, clip.text)  # a Python float: the device has finished
             times.append(time.perf_counter() - began)
     return statistics.median(times)
 
@@ -214,9 +215,9 @@ def _import_object(path: str):
 
 
 def _transcribe_asr(spec: dict, start: float) -> dict:
-    from voiceclap.audio import load_audio
-    from voiceclap.evaluation.asr_baseline import asr_error_rates
-    from voiceclap.evaluation.data import EvalClip, load_eval_set
+    from voiceclap.clips import decode_clip
+    from voiceclap.evaluation.scorers import AsrScorer
+    from voiceclap.evaluation.sets import load_eval_set
     from voiceclap.manifest import read_manifest
 
     factory = _import_object(spec["transcriber"])
@@ -225,26 +226,24 @@ def _transcribe_asr(spec: dict, start: float) -> dict:
         model=spec["asr_model"], compute_type=spec["compute_type"],
         beam_size=spec["beam_size"], device=spec["device"], cpu_threads=spec["threads"],
     )
-    first = read_manifest(spec["manifest"]).rows[0]
-    clip = EvalClip(first.id, first.language, first.text, load_audio(first.audio_path))
-    asr_error_rates([clip], transcriber, progress=False)
+    first = decode_clip(read_manifest(spec["manifest"]).clips[0])
+    AsrScorer(transcriber, progress=False).score_pairs([first], [first.text])
     first_call = time.perf_counter() - start
 
     began = time.perf_counter()
     clips = load_eval_set(spec["manifest"], progress=False).clips  # decoding is part of the pipeline
-    summary, rows = asr_error_rates(clips, transcriber, progress=False)
+    wers = -AsrScorer(transcriber, progress=False).score_pairs(clips, [c.text for c in clips])
     wall = time.perf_counter() - began
-    seconds = {c.id: c.seconds for c in clips}
     return {
         "first_call_s": first_call,
         "wall_s": wall,
-        "clips": len(rows),
-        "failed": len(summary["skipped"]),
-        "audio_seconds": sum(seconds[r["id"]] for r in rows),
+        "clips": len(clips),
+        "failed": 0,
+        "audio_seconds": sum(c.seconds for c in clips),
         "imports_rss_mib": imports_rss,
         "peak_gpu_mib": None,  # CTranslate2 does not report it
-        "mean_asr_wer": statistics.fmean(r["asr_wer"] for r in rows) if rows else None,
-        "transcriber": summary["transcriber"],
+        "mean_asr_wer": float(wers.mean()) if len(wers) else None,
+        "transcriber": transcriber.identity,
     }
 
 

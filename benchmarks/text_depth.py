@@ -8,20 +8,20 @@ is one a projection can turn into a WER-graded score. Text only: no audio, no tr
 """
 
 import argparse
-import glob
 import random
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from voiceclap.clips import read_clips
 from voiceclap.corruption import build_vocabulary, make_corruptions
+from voiceclap.heads import masked_mean
 from voiceclap.model import VoiceCLAP
-from voiceclap.train.data import read_clips
 
 
 def heldout_sentences(pattern: str, limit: int) -> list[tuple[str, str]]:
-    clips = read_clips(sorted(glob.glob(pattern)), with_audio=False)  # the .json members only
+    clips = read_clips(pattern, with_audio=False)  # the .json members only
     rows = [(clip.text.strip(), clip.language) for clip in clips]
     random.Random(0).shuffle(rows)
     return rows[:limit]
@@ -47,7 +47,7 @@ def main() -> None:
         with torch.inference_mode():
             out = model.text.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
         for layer, hidden in enumerate(out.hidden_states):
-            pooled = torch.nn.functional.normalize(model.text.pool(hidden, batch.attention_mask), dim=-1)
+            pooled = torch.nn.functional.normalize(masked_mean(hidden, batch.attention_mask), dim=-1)
             cos = (pooled[1:] @ pooled[0]).tolist()
             per_layer.setdefault(layer, []).extend(zip(cos, wers))
     print("| layer | rho(cos(orig, corrupted), WER) |\n|---|---|")

@@ -1,9 +1,10 @@
-"""`voiceclap eval`: metric plumbing on scorers with known answers, data reading, the report
-directory for a tiny random model, the ASR baseline with a fake transcriber, and (when the offline
-weights are installed) a real faster-whisper run on espeak-ng clips."""
+"""`voiceclap eval`: reading evaluation sets, the ASR-WER scorer with a fake transcriber, the report
+directory for a tiny random model with several scorers, and (when the offline weights are installed)
+a real faster-whisper run on espeak-ng clips. The measures themselves: tests/test_protocol.py."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import io
 import json
@@ -15,98 +16,28 @@ import tarfile
 import numpy as np
 import pytest
 import soundfile as sf
+from test_protocol import SENTENCES, SYSTEMS, gold_clips, heldout_clips, pair_clips, tone
 
 from voiceclap.audio import SAMPLE_RATE, load_audio
-from voiceclap.evaluation import (
-    EvalClip,
-    add_eval_arguments,
-    eval_from_args,
-    load_eval_set,
-    quick_eval,
-)
-from voiceclap.evaluation.asr_baseline import TranscriptCache, asr_error_rates
+from voiceclap.clips import Clip, write_shard
+from voiceclap.evaluation import add_eval_arguments, eval_from_args
+from voiceclap.evaluation.asr_baseline import TranscriptCache
 from voiceclap.evaluation.cli import build_parser
-from voiceclap.evaluation.corruption_eval import build_candidates, corruption_eval
-from voiceclap.evaluation.gold import gold_eval
-from voiceclap.evaluation.pipeline import EvalOptions, evaluate
-from voiceclap.evaluation.retrieval import retrieval_eval
+from voiceclap.evaluation.scorers import AsrScorer
+from voiceclap.evaluation.sets import load_eval_set
 from voiceclap.metrics import error_rate
 from voiceclap.model import VoiceCLAP
-
-SENTENCES = [
-    ("en", "the quick brown fox jumps over the lazy dog"),
-    ("en", "she sells sea shells by the sea shore today"),
-    ("en", "a journey of a thousand miles begins with one step"),
-    ("en", "all that glitters is not gold my friend"),
-    ("de", "der schnelle braune fuchs springt über den faulen hund"),
-    ("de", "wir gehen morgen früh mit dem hund spazieren"),
-    ("de", "das wetter ist heute wirklich sehr schön gewesen"),
-    ("de", "ich habe keine zeit für solche dummen spiele"),
-]
-SYSTEMS = ["espeak:en", "pico:en-US", "mbrola:de4"]
-
-
-def tone(i: int, seconds: float = 0.6) -> np.ndarray:
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (0.3 * np.sin(2 * np.pi * (180 + 70 * i) * t)).astype(np.float32)
-
-
-def heldout_clips() -> list[EvalClip]:
-    return [EvalClip(f"h{i}", lang, text, tone(i)) for i, (lang, text) in enumerate(SENTENCES)]
-
-
-def gold_clips() -> list[EvalClip]:
-    """Intended = a sentence; spoken = that sentence with the first n words dropped (true WER known)."""
-    clips = []
-    for i, (lang, text) in enumerate(SENTENCES):
-        words = text.split()
-        spoken = " ".join(words[i % 4 :])
-        clips.append(
-            EvalClip(
-                f"g{i}",
-                lang,
-                spoken,
-                tone(i),
-                system=SYSTEMS[i % 3],
-                intended_text=text,
-                true_wer=error_rate(text, spoken, lang),
-            )
-        )
-    return clips
-
-
-class OracleScorer:
-    """A perfect scorer: score = -WER, the WER each section measures (true WER against the intended
-    text on gold clips, the candidate's WER against the clip's transcript otherwise)."""
-
-    def score(self, clip: EvalClip, text: str) -> float:
-        if clip.intended_text is not None and text == clip.intended_text:
-            return -clip.true_wer
-        return -error_rate(clip.text, text, clip.language)
-
-    def score_matrix(self, clips, texts):
-        return np.array([[self.score(c, t) for t in texts] for c in clips])
-
-    def score_pairs(self, clips, texts):
-        return np.array([self.score(c, t) for c, t in zip(clips, texts)])
-
-
-class ConstantScorer:
-    def score_matrix(self, clips, texts):
-        return np.full((len(clips), len(texts)), 0.5)
-
-    def score_pairs(self, clips, texts):
-        return np.full(len(clips), 0.5)
+from voiceclap.protocol import gold
 
 
 class FakeTranscriber:
-    """Says exactly what each clip's audio says (its spoken text), except for clips it mishears."""
+    """Says exactly what each clip's audio says, except for clips it mishears."""
 
     identity = "fake-asr|v1"
     load_seconds = 0.0
 
-    def __init__(self, clips: list[EvalClip], mishear: set[str] = frozenset(), languages=("en", "de")):
-        self.by_audio = {c.audio.tobytes(): c for c in clips}
+    def __init__(self, clips: list[Clip], mishear: set[str] = frozenset(), languages=("en", "de")):
+        self.clips = clips
         self.mishear = mishear
         self.languages = languages
         self.calls = 0
@@ -116,7 +47,8 @@ class FakeTranscriber:
 
     def transcribe(self, audio, language):
         self.calls += 1
-        clip = self.by_audio[np.asarray(audio, dtype=np.float32).tobytes()]
+        # The clip whose audio this is, also after a round trip through 16-bit FLAC.
+        clip = next(c for c in self.clips if len(c.audio) == len(audio) and np.allclose(c.audio, audio, atol=1e-3))
         return "completely different words" if clip.id in self.mishear else clip.text
 
 
@@ -127,166 +59,37 @@ def no_nan(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-# ----- known answers -----
+# ----- the ASR-WER scorer -----
 
 
-def test_perfect_scorer_retrieval_and_correlation():
-    clips = heldout_clips()
-    summary, rows = retrieval_eval(clips, OracleScorer())
-    overall = summary["overall"]
-    assert overall["audio_to_text"]["R@1"] == 1.0 and overall["text_to_audio"]["R@1"] == 1.0
-    assert overall["audio_to_text"]["N"] == 8
-    assert summary["by_language"]["de"]["audio_to_text"]["N"] == 4
-    assert all(r["audio_to_text_rank"] == 1 for r in rows)
-
-    summary, rows = corruption_eval(clips, OracleScorer(), k=4, seed=1, n_boot=50, progress=False)
-    for name in ("spearman", "kendall", "pearson"):
-        assert summary["pooled"][name]["value"] == pytest.approx(-1.0)
-        assert summary["pooled"][name]["ci95"] == pytest.approx([-1.0, -1.0])
-    assert summary["by_language"]["en"]["spearman"]["value"] == pytest.approx(-1.0)
-    assert summary["true_ranked_first"] == 1.0
-    assert summary["n_clips"] == 8 and summary["n_rows"] == len(rows)
-    means = [b["mean_score"] for b in summary["mean_score_by_wer"]]
-    assert means == sorted(means, reverse=True)  # monotone table for a monotone scorer
-
-    summary, _ = gold_eval(gold_clips(), OracleScorer(), n_boot=50, progress=False)
-    assert summary["voiceclap"]["correlation"]["spearman"]["value"] == pytest.approx(-1.0)
-
-
-class TextPriorScorer(OracleScorer):
-    """Does not listen: scores a text by its WER against the nearest true transcript of its language,
-    which ranks corruptions as well as the oracle does on a clip's own audio."""
-
-    def __init__(self, clips: list[EvalClip]):
-        self.transcripts = [(c.language, c.text) for c in clips]
-
-    def score(self, clip: EvalClip, text: str) -> float:
-        return -min(error_rate(t, text, clip.language) for lang, t in self.transcripts if lang == clip.language)
-
-
-def test_text_prior_control_tells_listening_from_reading():
-    clips = heldout_clips()
-    listening, _ = corruption_eval(clips, OracleScorer(), k=4, seed=1, n_boot=20, progress=False)
-    reading, _ = corruption_eval(clips, TextPriorScorer(clips), k=4, seed=1, n_boot=20, progress=False)
-    # Both are (nearly: a corruption can land nearer another transcript) perfect on the card's protocol...
-    assert listening["pooled"]["spearman"]["value"] == pytest.approx(-1.0)
-    assert reading["pooled"]["spearman"]["value"] == pytest.approx(-1.0, abs=0.01)
-    # ...but only the one that reads keeps its rho when each clip's audio is swapped for another's.
-    assert reading["other_audio_control"]["spearman"]["value"] == pytest.approx(-1.0, abs=0.01)
-    assert listening["other_audio_control"]["n_groups"] == 8
-    assert abs(listening["other_audio_control"]["spearman"]["value"]) < 0.5
-
-
-def test_constant_scorer_is_undefined_not_nan(tmp_path):
-    clips = heldout_clips()
-    summary, _ = corruption_eval(clips, ConstantScorer(), k=3, seed=0, n_boot=20, progress=False)
-    assert summary["pooled"]["spearman"] == {"value": None, "ci95": None, "undefined": "constant input"}
-    assert summary["true_ranked_first"] == 0.0  # a tie is not a win
-
-    summary, _ = retrieval_eval(clips, ConstantScorer())
-    # Ties rank pessimistically: every correct item ties with all N and ranks last.
-    assert summary["overall"]["audio_to_text"]["R@1"] == 0.0
-    assert summary["overall"]["audio_to_text"]["median_rank"] == 8
-
-    report = evaluate(
-        ConstantScorer(),
-        tmp_path,
-        heldout=_eval_set(clips),
-        gold=_eval_set(gold_clips()),
-        options=EvalOptions(k_corruptions=3, n_boot=20, progress=False),
-    )
-    assert report["gold"]["voiceclap"]["correlation"]["spearman"]["value"] is None
-    parsed = no_nan((tmp_path / "report.json").read_text())
-    assert parsed["corruption"]["pooled"]["spearman"]["undefined"] == "constant input"
-    assert "undefined (constant input)" in (tmp_path / "report.md").read_text()
-
-
-def test_ties_and_repeated_transcripts():
-    clips = heldout_clips()
-    # The same sentence said by a second voice: left out of retrieval rather than counted as a miss.
-    clips.append(EvalClip("h-repeat", "en", "The quick brown fox jumps over the lazy dog!", tone(20)))
-    summary, _ = retrieval_eval(clips, OracleScorer())
-    assert summary["n_excluded_duplicate_text"] == 1 and summary["n_clips"] == 8
-    assert summary["overall"]["audio_to_text"]["R@1"] == 1.0
-
-    class TieWithOneCorruption(OracleScorer):
-        """Perfect, except that the worst corruption of each clip ties with its true transcript."""
-
-        def score_pairs(self, clips, texts):
-            scores = super().score_pairs(clips, texts)
-            for clip in set(clips):
-                rows = [i for i, c in enumerate(clips) if c is clip]
-                worst = min(rows, key=lambda i: scores[i])
-                scores[worst] = 0.0
-            return scores
-
-    summary, _ = corruption_eval(heldout_clips(), TieWithOneCorruption(), k=3, seed=0, n_boot=20, progress=False)
-    assert summary["true_ranked_first"] == 0.0
-    assert -1.0 < summary["pooled"]["spearman"]["value"] < 0.0
-
-
-def test_corruptions_are_seeded_per_clip_and_apart_from_order():
-    clips = heldout_clips()
-    rows_a, _ = build_candidates(clips, k=3, seed=7, progress=False)
-    rows_b, _ = build_candidates(list(reversed(clips)), k=3, seed=7, progress=False)
-    rows_c, _ = build_candidates(clips, k=3, seed=8, progress=False)
-    texts = lambda rows: sorted((r["id"], r["text"]) for r in rows)
-    assert texts(rows_a) == texts(rows_b)  # order of the clips does not matter
-    assert texts(rows_a) != texts(rows_c)  # the seed does
-    for row in rows_a:
-        assert row["wer"] == pytest.approx(
-            error_rate(next(c.text for c in clips if c.id == row["id"]), row["text"], row["language"])
-        )
-    corrupted = [r["wer"] for r in rows_a if not r["is_true"]]
-    assert min(corrupted) > 0 and max(corrupted) > 0.5  # a spread of WER levels
-
-
-def test_per_system_and_system_level():
-    summary, rows = gold_eval(gold_clips(), OracleScorer(), n_boot=20, progress=False)
-    per_system = summary["per_system"]
-    assert per_system["n_systems"] == 3
-    assert set(per_system["systems"]) == set(SYSTEMS)
-    for name, entry in per_system["systems"].items():
-        members = [r for r in rows if r["system"] == name]
-        assert entry["n"] == len(members)
-        assert entry["mean_true_wer"] == pytest.approx(np.mean([r["true_wer"] for r in members]))
-    assert per_system["system_level"]["score"]["spearman"]["value"] == pytest.approx(-1.0)
-
-
-# ----- ASR baseline -----
-
-
-def test_asr_baseline_with_fake_transcriber(tmp_path):
-    clips = gold_clips() + [
-        EvalClip("g-ko", "ko", "안녕하세요", tone(30), system="x", intended_text="안녕하세요", true_wer=0.0)
-    ]
+def test_asr_scorer_with_fake_transcriber(tmp_path):
+    clips = gold_clips()
     transcriber = FakeTranscriber(clips, mishear={"g1"})
-    cache = TranscriptCache(tmp_path / "cache.jsonl")
-    summary, rows = asr_error_rates(clips, transcriber, cache, progress=False)
-    by_id = {r["id"]: r for r in rows}
-    assert summary["skipped"] == [{"id": "g-ko", "reason": "the ASR model has no language 'ko'"}]
-    assert transcriber.calls == 8 and summary["n_cached"] == 0
-    assert by_id["g0"]["asr_wer"] == pytest.approx(clips[0].true_wer)  # hears what was said
-    assert by_id["g1"]["asr_wer"] == error_rate(clips[1].intended_text, "completely different words", "en")
+    scorer = AsrScorer(transcriber, TranscriptCache(tmp_path / "cache.jsonl"), progress=False)
+    scores = scorer.score_pairs(clips, [c.intended_text for c in clips])
+    assert transcriber.calls == 8 and scorer.n_cached == 0
+    assert scores[0] == pytest.approx(-error_rate(clips[0].intended_text, clips[0].text, "en"))  # hears what was said
+    assert scores[1] == -error_rate(clips[1].intended_text, "completely different words", "en")
+    scorer.score_matrix(clips, ["a", "b"])
+    assert transcriber.calls == 8  # each clip is transcribed once
 
     again = FakeTranscriber(clips, mishear={"g1"})
-    summary2, rows2 = asr_error_rates(clips, again, TranscriptCache(tmp_path / "cache.jsonl"), progress=False)
-    assert again.calls == 0 and summary2["n_cached"] == 8
-    assert [r["asr_wer"] for r in rows2] == [r["asr_wer"] for r in rows]
-    assert summary2["seconds"] == pytest.approx(summary["seconds"])  # the time it took when transcribed
+    cached = AsrScorer(again, TranscriptCache(tmp_path / "cache.jsonl"), progress=False)
+    np.testing.assert_array_equal(cached.score_pairs(clips, [c.intended_text for c in clips]), scores)
+    assert again.calls == 0 and cached.n_cached == 8
+    assert cached.seconds == pytest.approx(scorer.seconds, abs=0.05)  # the time it took when transcribed
 
-    # A different transcriber identity misses the cache.
     other = FakeTranscriber(clips)
-    other.identity = "fake-asr|v2"
-    asr_error_rates(clips, other, TranscriptCache(tmp_path / "cache.jsonl"), progress=False)
-    assert other.calls == 8
+    other.identity = "fake-asr|v2"  # another transcriber misses the cache
+    AsrScorer(other, TranscriptCache(tmp_path / "cache.jsonl"), progress=False).score_pairs(clips[:2], ["a", "b"])
+    assert other.calls == 2
 
-    gold = gold_clips()
-    summary, rows = gold_eval(gold, OracleScorer(), FakeTranscriber(gold), n_boot=20, progress=False)
-    assert summary["asr"]["correlation"]["spearman"]["value"] == pytest.approx(1.0)  # perfect ASR
-    assert summary["asr"]["mae"] == pytest.approx(0.0)
-    assert "asr_wer" in summary["per_system"]["system_level"]
-    assert all("asr_hypothesis" in r for r in rows)
+    summary, _ = gold(clips, AsrScorer(FakeTranscriber(clips), progress=False), n_boot=20)
+    assert summary["correlation"]["spearman"]["value"] == pytest.approx(-1.0)  # perfect ASR
+
+    korean = Clip("ko", "안녕하세요", "ko", tone(30))
+    with pytest.raises(ValueError, match="no language 'ko'"):
+        AsrScorer(FakeTranscriber([korean]), progress=False).score_pairs([korean], ["안녕"])
 
 
 # ----- data -----
@@ -304,32 +107,27 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_shards(folder, clips: list[EvalClip], gold: bool = False, per_shard: int = 5) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+def write_shards(folder, clips: list[Clip], per_shard: int = 5) -> None:
     for s in range(0, len(clips), per_shard):
-        with tarfile.open(folder / f"shard-{s // per_shard:06d}.tar", "w") as tar:
-            for clip in clips[s : s + per_shard]:
-                meta = {
-                    "id": clip.id,
-                    "text": " " + clip.text,
-                    "language": clip.language.upper(),
-                    "speaker": clip.system,
-                    "duration": clip.seconds,
-                }
-                if gold:
-                    meta.update(intended_text=clip.intended_text, spoken_text=clip.text, true_wer=clip.true_wer)
-                _add(tar, f"{clip.id}.json", json.dumps(meta).encode())
-                _add(tar, f"{clip.id}.flac", _flac(clip.audio))
+        write_shard(folder / f"shard-{s // per_shard:06d}.tar", [(c, _flac(c.audio)) for c in clips[s : s + per_shard]])
 
 
-def _eval_set(clips):
-    from voiceclap.evaluation.data import EvalSet
-
-    return EvalSet(clips=clips, sources=["memory"], n_available=len(clips))
+def write_emilia_shard(path, clips: list[Clip]) -> None:
+    """A shard as Emilia and the first corpus builder wrote them: leading space in the text, upper-case
+    language, gold clips' spoken text under `spoken_text` and the intended text under `text`."""
+    with tarfile.open(path, "w") as tar:
+        for clip in clips:
+            meta = {"id": clip.id, "text": " " + (clip.intended_text or clip.text), "language": clip.language.upper(),
+                    "speaker": clip.speaker, "duration": clip.seconds}
+            if clip.intended_text:
+                meta.update(intended_text=clip.intended_text, spoken_text=clip.text, true_wer=clip.true_wer)
+            _add(tar, f"{clip.id}.json", json.dumps(meta).encode())
+            _add(tar, f"{clip.id}.flac", _flac(clip.audio))
 
 
 def test_read_shards_and_manifest(tmp_path):
-    write_shards(tmp_path / "heldout", heldout_clips())
+    (tmp_path / "heldout").mkdir()
+    write_emilia_shard(tmp_path / "heldout" / "shard-000000.tar", heldout_clips())
     # A clip without audio and one whose audio is not audio are skipped, with the reason.
     with tarfile.open(tmp_path / "heldout" / "shard-000099.tar", "w") as tar:
         _add(tar, "noaudio.json", json.dumps({"id": "noaudio", "text": "a b", "language": "en"}).encode())
@@ -347,29 +145,30 @@ def test_read_shards_and_manifest(tmp_path):
     assert sample.n_available == 9  # "broken" has usable metadata; its audio fails only when decoded
     assert len(load_eval_set(tmp_path / "heldout", max_clips=8, progress=False).clips) == 8  # a failed clip is replaced
 
-    write_shards(tmp_path / "gold", gold_clips(), gold=True)
-    gold = load_eval_set(tmp_path / "gold", gold=True, progress=False)
-    assert [c.true_wer for c in gold.clips] == [c.true_wer for c in gold_clips()]
-    assert gold.clips[0].system == SYSTEMS[0]
+    (tmp_path / "gold").mkdir()
+    write_emilia_shard(tmp_path / "gold" / "shard-000000.tar", gold_clips())
+    loaded = load_eval_set(tmp_path / "gold", "gold", progress=False)
+    assert [c.true_wer for c in loaded.clips] == [c.true_wer for c in gold_clips()]
+    assert [c.text for c in loaded.clips] == [c.text for c in gold_clips()]  # what the audio says
+    assert loaded.clips[0].speaker == SYSTEMS[0]
 
-    # A gold manifest: `text` is the intended text; true WER computed from spoken_text when absent.
+    write_shards(tmp_path / "pairs", pair_clips())
+    pairs = load_eval_set(tmp_path / "pairs", "pairs", progress=False)
+    assert [c.candidates for c in pairs.clips] == [c.candidates for c in pair_clips()]
+    assert load_eval_set(tmp_path / "heldout", "pairs", progress=False).clips == []
+
+    # A gold manifest: `text` is what the audio says; the true WER is computed when absent.
     sf.write(tmp_path / "a.wav", tone(1), SAMPLE_RATE)
     rows = [
-        {
-            "audio": "a.wav",
-            "text": "one two three four",
-            "language": "en",
-            "id": "m1",
-            "spoken_text": "one two four",
-            "system": "s",
-        },
-        {"audio": "a.wav", "text": "one two", "language": "en", "id": "m2", "true_wer": 0.5},
-        {"audio": "a.wav", "text": "no truth here", "language": "en", "id": "m3"},
+        {"audio": "a.wav", "text": "one two four", "intended_text": "one two three four", "language": "en",
+         "id": "m1", "system": "s"},
+        {"audio": "a.wav", "text": "one two", "intended_text": "one three", "language": "en", "id": "m2", "true_wer": 0.5},
+        {"audio": "a.wav", "text": "no intention here", "language": "en", "id": "m3"},
     ]
     (tmp_path / "gold.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    manifest = load_eval_set(tmp_path / "gold.jsonl", gold=True, progress=False)
+    manifest = load_eval_set(tmp_path / "gold.jsonl", "gold", progress=False)
     assert [(c.id, c.true_wer) for c in manifest.clips] == [("m1", 0.25), ("m2", 0.5)]
-    assert manifest.clips[0].intended_text == "one two three four" and manifest.clips[0].system == "s"
+    assert manifest.clips[0].intended_text == "one two three four" and manifest.clips[0].speaker == "s"
     assert manifest.skipped[0]["id"] == "m3"
 
 
@@ -386,62 +185,51 @@ def tiny_model_dir(tmp_path_factory):
     return directory
 
 
-def test_report_directory_for_tiny_model(tmp_path, tiny_model_dir, capsys):
+def test_report_directory_for_tiny_model(tmp_path, tiny_model_dir, capsys, monkeypatch):
     write_shards(tmp_path / "heldout", heldout_clips())
-    write_shards(tmp_path / "gold", gold_clips(), gold=True)
+    write_shards(tmp_path / "gold", gold_clips())
+    write_shards(tmp_path / "pairs", pair_clips())
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     out = tmp_path / "report"
-    parser = add_eval_arguments(__import__("argparse").ArgumentParser())
-    args = parser.parse_args(
-        [
-            "--model",
-            str(model_dir),
-            "--heldout",
-            str(tmp_path / "heldout"),
-            "--gold",
-            str(tmp_path / "gold"),
-            "--out",
-            str(out),
-            "--k-corruptions",
-            "3",
-            "--n-boot",
-            "20",
-            "--fit-calibration",
-            "--no-progress",
-        ]
-    )
+    # The ASR scorer with a transcriber that hears perfectly (faster-whisper is tested below).
+    from voiceclap.evaluation import asr_baseline
+
+    every_clip = heldout_clips() + gold_clips() + pair_clips()
+    monkeypatch.setattr(asr_baseline, "FasterWhisperTranscriber", lambda *a, **k: FakeTranscriber(every_clip))
+    args = add_eval_arguments(argparse.ArgumentParser()).parse_args([
+        "--model", str(model_dir), "--scorers", "clap,asr", "--heldout", str(tmp_path / "heldout"),
+        "--heldout", f"second={tmp_path / 'heldout'}", "--gold", str(tmp_path / "gold"),
+        "--pairs", str(tmp_path / "pairs"), "--out", str(out), "--k-corruptions", "3", "--pool", "3",
+        "--n-boot", "20", "--fit-calibration", "--no-progress", "--asr-cache", str(tmp_path / "asr.jsonl"),
+    ])
     assert eval_from_args(args) == 0
     assert "report:" in capsys.readouterr().out
 
     report = no_nan((out / "report.json").read_text())
-    for name in (
-        "report.md",
-        "retrieval_ranks.png",
-        "score_vs_wer.png",
-        "calibration.png",
-        "gold_voiceclap_vs_asr.png",
-        "corruption_rows.jsonl",
-        "gold_rows.jsonl",
-        "calibration.json",
-    ):
+    assert list(report["sets"]) == ["heldout", "second", "gold", "pairs"]
+    for name in ("report.md", "heldout_clap_retrieval_ranks.png", "heldout_asr_score_vs_wer.png",
+                 "heldout_clap_calibration.png", "gold_gold.png", "heldout_clap_corruption_rows.jsonl",
+                 "gold_asr_gold_rows.jsonl", "pairs_clap_pair_rows.jsonl", "calibration.json"):
         assert (out / name).stat().st_size > 0, name
-    assert (out / "retrieval_ranks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["model"]["config"] == "tiny-test" and report["model"]["parameters"] > 0
-    assert report["data"]["heldout"]["n_clips"] == 8 and report["data"]["gold"]["n_clips"] == 8
-    assert report["retrieval"]["overall"]["audio_to_text"]["N"] == 8
-    assert report["corruption"]["n_rows"] == 8 * 4
-    assert report["calibration"]["test"]["mae"] is not None
-    assert report["gold"]["voiceclap"]["estimated_wer_mae"] is not None
+    heldout = report["sets"]["heldout"]
+    assert heldout["data"]["n_clips"] == 8 and report["sets"]["gold"]["data"]["n_clips"] == 8
+    clap, asr = heldout["results"]["clap"], heldout["results"]["asr"]
+    assert clap["retrieval"]["overall"]["audio_to_text"]["N"] == 8
+    assert clap["corruption"]["n_rows"] == 8 * 4
+    assert clap["calibration"]["test"]["mae"] is not None
+    # The ASR scorer with a perfect transcriber: perfect retrieval; on corruptions nearly perfect (its WER
+    # takes the candidate as the reference, the label takes the transcript).
+    assert asr["retrieval"]["overall"]["audio_to_text"]["R@1"] == 1.0
+    assert asr["corruption"]["pooled"]["spearman"]["value"] < -0.9
+    assert report["sets"]["pairs"]["results"]["asr"]["pairs"]["accuracy"] == 1.0
+    assert report["sets"]["gold"]["results"]["clap"]["gold"]["estimated_wer_mae"] is not None
+    assert set(heldout["seconds_over_clap"]) == {"clap", "asr"}
     assert report["command"] and report["created"] and report["settings"]["k_corruptions"] == 3
     markdown = (out / "report.md").read_text()
-    for heading in (
-        "## Retrieval",
-        "## Synthetic corruption",
-        "## Calibration",
-        "## Gold validation",
-        "![score_vs_wer.png]",
-    ):
+    for heading in ("## heldout (heldout)", "### Retrieval among all", "### Synthetic corruption",
+                    "### Calibration", "## gold (gold)", "## pairs (pairs)", "![gold_gold.png]"):
         assert heading in markdown
     # The calibration is stored with the model and loads with it.
     reloaded = VoiceCLAP.from_pretrained(model_dir)
@@ -452,6 +240,8 @@ def test_report_directory_for_tiny_model(tmp_path, tiny_model_dir, capsys):
 def test_cli_refuses_missing_inputs(tmp_path, capsys):
     assert eval_from_args(build_parser().parse_args(["--out", str(tmp_path)])) == 2
     assert "--heldout" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--out", str(tmp_path), "--heldout", "x", "--scorers", "clap,magic"])
     args = build_parser().parse_args(
         ["--out", str(tmp_path), "--heldout", str(tmp_path / "nothing"), "--model", str(tmp_path)]
     )
@@ -462,16 +252,6 @@ def test_cli_refuses_missing_inputs(tmp_path, capsys):
     )
     assert eval_from_args(args) == 2
     assert "no such file or folder" in capsys.readouterr().err
-    assert eval_from_args(build_parser().parse_args(["--out", str(tmp_path), "--heldout", "x", "--asr"])) == 2
-    assert "--gold" in capsys.readouterr().err
-
-
-def test_quick_eval(tiny_model_dir):
-    model = VoiceCLAP.from_pretrained(tiny_model_dir).train()
-    result = quick_eval(model, heldout_clips(), k=2)
-    assert set(result) == {"r1", "rho", "n"} and result["n"] == 8
-    assert 0.0 <= result["r1"] <= 1.0 and -1.0 <= result["rho"] <= 1.0
-    assert model.training  # handed back in the mode it came in
 
 
 # ----- the real ASR baseline (needs the offline weights) -----
@@ -502,16 +282,11 @@ def test_real_asr_baseline_on_espeak(tmp_path):
     for i, (lang, text) in enumerate(said):
         wav = tmp_path / f"{i}.wav"
         subprocess.run(["espeak-ng", "-v", lang, "-w", str(wav), text], check=True)
-        # Intended text differs from what was said for the last clip: ASR-WER must see it.
-        intended = text if i < 2 else "buenos días a todos mis amigos"
-        clips.append(
-            EvalClip(
-                f"e{i}", lang, text, load_audio(wav), intended_text=intended, true_wer=error_rate(intended, text, lang)
-            )
-        )
-    transcriber = FasterWhisperTranscriber(cpu_threads=2)
-    summary, rows = asr_error_rates(clips, transcriber, TranscriptCache(tmp_path / "c.jsonl"), progress=False)
-    assert summary["n_clips"] == 3 and summary["seconds"] > 0
-    assert np.mean([r["asr_wer"] for r in rows[:2]]) <= 0.4, rows
-    assert rows[2]["asr_wer"] >= 0.3, rows
-    assert all(math.isfinite(r["asr_wer"]) for r in rows)
+        clips.append(Clip(f"e{i}", text, lang, load_audio(wav)))
+    # The intended text differs from what was said for the last clip: ASR-WER must see it.
+    intended = [text for _, text in said[:2]] + ["buenos días a todos mis amigos"]
+    scorer = AsrScorer(FasterWhisperTranscriber(cpu_threads=2), TranscriptCache(tmp_path / "c.jsonl"), progress=False)
+    wers = -scorer.score_pairs(clips, intended)
+    assert scorer.seconds > 0 and all(math.isfinite(w) for w in wers)
+    assert np.mean(wers[:2]) <= 0.4, wers
+    assert wers[2] >= 0.3, wers

@@ -30,12 +30,12 @@ def _check_manifest(path: Path) -> None:
     except ManifestError as error:
         assert str(error)
         return
-    assert [r.index for r in manifest.rows] == list(range(len(manifest.rows)))
-    for row in manifest.rows:
+    assert [r.row for r in manifest.clips] == list(range(len(manifest.clips)))
+    for row in manifest.clips:
         assert row.id and "\n" not in row.id
-        assert row.error is not None or (row.text.strip() and row.audio_path)
+        assert row.error is not None or (row.text.strip() and row.audio)
         # Whatever the row holds can be written to the output as UTF-8.
-        record = {"row": row.index, "id": row.id, "audio": row.audio, "text": row.text, "error": row.error}
+        record = {"row": row.row, "id": row.id, "audio": row.extra["audio"], "text": row.text, "error": row.error}
         for fmt in ("jsonl", "csv"):
             serialize([record], fmt, list(record)).encode("utf-8")
 

@@ -41,18 +41,18 @@ def test_formats_read_the_same_rows(tmp_path, suffix):
     else:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS)
     manifest = read_manifest(_write(tmp_path / f"m{suffix}", text))
-    assert [r.error for r in manifest.rows] == [None, None]
-    assert [r.text for r in manifest.rows] == [r["text"] for r in ROWS]  # TSV keeps quotes verbatim
-    assert [(r.id, r.language, r.system) for r in manifest.rows] == [("x1", "en", "tts-a"), ("x2", "de", "tts-b")]
+    assert [r.error for r in manifest.clips] == [None, None]
+    assert [r.text for r in manifest.clips] == [r["text"] for r in ROWS]  # TSV keeps quotes verbatim
+    assert [(r.id, r.language, r.speaker) for r in manifest.clips] == [("x1", "en", "tts-a"), ("x2", "de", "tts-b")]
     # Relative audio paths are resolved against the manifest's folder, not the working directory.
-    assert manifest.rows[1].audio == "sub/b.flac"
-    assert manifest.rows[1].audio_path == str(tmp_path / "sub" / "b.flac")
+    assert manifest.clips[1].extra["audio"] == "sub/b.flac"  # as written, for the output
+    assert manifest.clips[1].audio == str(tmp_path / "sub" / "b.flac")
 
 
 def test_absolute_paths_extra_columns_bom_and_crlf(tmp_path):
     text = "\ufeffaudio\ttext\tkind\r\n/abs/a.wav\thello\tmatch\r\n"
-    (row,) = read_manifest(_write(tmp_path / "m.tsv", text)).rows
-    assert row.audio_path == "/abs/a.wav" and row.text == "hello" and row.extra == {"kind": "match"}
+    (row,) = read_manifest(_write(tmp_path / "m.tsv", text)).clips
+    assert row.audio == "/abs/a.wav" and row.text == "hello" and row.extra == {"kind": "match", "audio": "/abs/a.wav"}
 
 
 @pytest.mark.parametrize(
@@ -90,19 +90,19 @@ def test_row_problems_are_reported_on_the_row_and_never_abort(tmp_path):
         "g.wav\tgood again\tr7\n"
     ).encode("utf-8", "surrogateescape")
     manifest = read_manifest(_write(tmp_path / "m.tsv", data))
-    errors = {r.id: r.error for r in manifest.rows}
+    errors = {r.id: r.error for r in manifest.clips}
     assert errors["r1"] is None and errors["r7"] is None
     assert "invalid UTF-8" in errors["r2"]
-    assert manifest.rows[1].text == "bad \ufffd byte"  # printable in the output, not scored
+    assert manifest.clips[1].text == "bad \ufffd byte"  # printable in the output, not scored
     assert errors["r3"] == errors["r6"] == "empty transcript"
     assert "4 tab-separated fields" in errors["row-4"]
     assert errors["r5"] == "empty audio path"
-    assert [r.index for r in manifest.rows] == list(range(7))
+    assert [r.row for r in manifest.clips] == list(range(7))
 
 
 def test_jsonl_row_problems(tmp_path):
     text = '{"audio": "a.wav", "text": "ok"}\nnot json\n[1, 2]\n{"audio": "b.wav"}\n{"audio": "c.wav", "text": "\\ud800"}\n'
-    rows = read_manifest(_write(tmp_path / "m.jsonl", text)).rows
+    rows = read_manifest(_write(tmp_path / "m.jsonl", text)).clips
     assert rows[0].error is None
     assert "not valid JSON" in rows[1].error
     assert "not an object" in rows[2].error
@@ -111,33 +111,33 @@ def test_jsonl_row_problems(tmp_path):
 
 
 def test_numbers_as_ids_and_empty_jsonl(tmp_path):
-    rows = read_manifest(_write(tmp_path / "m.jsonl", '{"audio": "a.wav", "text": "x", "id": 7}\n')).rows
+    rows = read_manifest(_write(tmp_path / "m.jsonl", '{"audio": "a.wav", "text": "x", "id": 7}\n')).clips
     assert rows[0].id == "7"
-    assert read_manifest(_write(tmp_path / "e.jsonl", "")).rows == []
+    assert read_manifest(_write(tmp_path / "e.jsonl", "")).clips == []
 
 
 def test_generated_and_duplicate_ids(tmp_path):
     text = "audio\ttext\tid\na.wav\tx\tsame\nb.wav\ty\t\nc.wav\tz\tsame\nd.wav\tw\tother\n"
     manifest = read_manifest(_write(tmp_path / "m.tsv", text))
-    assert [r.id for r in manifest.rows] == ["same", "row-2", "same", "other"]
-    assert [r.duplicate_id for r in manifest.rows] == [True, False, True, False]
+    assert [r.id for r in manifest.clips] == ["same", "row-2", "same", "other"]
+    assert [r.duplicate_id for r in manifest.clips] == [True, False, True, False]
     assert manifest.duplicate_ids == {"same": [0, 2]}
-    assert all(r.error is None for r in manifest.rows)  # flagged, not dropped
+    assert all(r.error is None for r in manifest.clips)  # flagged, not dropped
 
 
 def test_csv_quoted_fields_hold_commas_and_newlines(tmp_path):
     text = 'audio,text\na.wav,"one, two"\nb.wav,"line one\nline two"\n'
-    rows = read_manifest(_write(tmp_path / "m.csv", text)).rows
+    rows = read_manifest(_write(tmp_path / "m.csv", text)).clips
     assert [r.text for r in rows] == ["one, two", "line one\nline two"]
 
 
 def test_ids_are_whitespace_normalized(tmp_path):
-    rows = read_manifest(_write(tmp_path / "m.jsonl", '{"audio": "a.wav", "text": "x", "id": " a\\n b "}\n')).rows
+    rows = read_manifest(_write(tmp_path / "m.jsonl", '{"audio": "a.wav", "text": "x", "id": " a\\n b "}\n')).clips
     assert rows[0].id == "a b"
 
 
 def test_a_csv_field_over_the_csv_size_limit_fails_only_its_row(tmp_path):
     text = "audio,text\na.wav,fine\nb.wav," + "x" * 200_000 + "\nc.wav,also fine\n"
-    rows = read_manifest(_write(tmp_path / "m.csv", text)).rows
+    rows = read_manifest(_write(tmp_path / "m.csv", text)).clips
     assert [r.error is None for r in rows] == [True, False, True]
     assert "field larger than field limit" in rows[1].error

@@ -19,7 +19,7 @@ from conftest import SR, tone, write_audio, write_manifest
 
 from voiceclap import cli
 from voiceclap.manifest import read_manifest
-from voiceclap.scoring import read_records, score_manifest
+from voiceclap.scoring import ClapBackend, read_records, score_manifest
 
 
 def _speechy(seconds: float, sr: int = SR, channels: int = 1) -> np.ndarray:
@@ -92,7 +92,7 @@ def bad_inputs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bad_records(bad_inputs, tiny_model):
     out = bad_inputs.parent / "out.jsonl"
-    summary = score_manifest(tiny_model, read_manifest(bad_inputs), out, batch_size=4, progress=False)
+    summary = score_manifest(ClapBackend(tiny_model), read_manifest(bad_inputs), out, batch_size=4, progress=False)
     records = read_records(out)
     assert [r["row"] for r in records] == list(range(len(records)))  # every row, once, in order
     return summary, records

@@ -15,13 +15,15 @@ from conftest import random_model, write_manifest
 
 from voiceclap import cli
 from voiceclap.calibration import Calibration
+from voiceclap.clips import Clip
 from voiceclap.manifest import read_manifest
 from voiceclap.scoring import (
-    Scorer,
+    ClapBackend,
+    ScoringEngine,
+    Summary,
     read_records,
     score_manifest,
     score_pair,
-    summarize,
 )
 
 
@@ -69,35 +71,31 @@ def test_cli_manifest_reports_missing_empty_and_empty_text_and_scores_the_rest(t
 
 
 def test_bucketed_batches_score_like_batch_size_one(manifest_dir, tiny_model):
-    rows = read_manifest(manifest_dir / "m.tsv").rows
-    one = [r for batch in Scorer(tiny_model, batch_size=1).score_rows(rows) for r in batch]
+    rows = read_manifest(manifest_dir / "m.tsv").clips
+    one = [r for batch in ScoringEngine(ClapBackend(tiny_model), batch_size=1).score_rows(rows) for r in batch]
     # Small windows too, so sorting, window edges and the text cache are all exercised.
-    big = [r for batch in Scorer(tiny_model, batch_size=5, window_batches=2).score_rows(rows) for r in batch]
+    big = [r for batch in ScoringEngine(ClapBackend(tiny_model), batch_size=5, window_batches=2).score_rows(rows) for r in batch]
     assert sorted(r["id"] for r in big) == sorted(r.id for r in rows)
     a, b = _scores(one), _scores(big)
     np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(a)], atol=1e-5)
 
 
 def test_batches_respect_the_clip_and_padded_audio_budgets(tiny_model):
-    from voiceclap.scoring import DecodedClip
-
     seconds = [0.5, 0.5, 1.0, 1.0, 1.0, 2.0, 9.0]
-    clips = [DecodedClip(None, waveform=np.zeros(int(s * 16000), np.float32)) for s in seconds]
-    scorer = Scorer(tiny_model, batch_size=3, batch_seconds=3.0)
-    batches = [[len(c.waveform) / 16000 for c in b] for b in scorer._batches(clips)]
+    clips = [Clip("c", "t", audio=np.zeros(int(s * 16000), np.float32)) for s in seconds]
+    scorer = ScoringEngine(ClapBackend(tiny_model), batch_size=3, batch_seconds=3.0)
+    batches = [[len(c.audio) / 16000 for c in b] for b in scorer._batches(clips)]
     # <= 3 clips each, count x longest <= 3 s, and a clip over the budget still gets a batch.
     assert batches == [[0.5, 0.5, 1.0], [1.0, 1.0], [2.0], [9.0]]
 
 
 def test_seed_pooling_scores_one_clip_per_batch_on_a_cpu():
-    from voiceclap.scoring import DecodedClip
-
-    clips = [DecodedClip(None, waveform=np.zeros(16000, np.float32)) for _ in range(3)]
+    clips = [Clip("c", "t", audio=np.zeros(16000, np.float32)) for _ in range(3)]
     seed = random_model()
     seed.config = dataclasses.replace(seed.config, audio_pooling="seed")
     # Room for two padded 30 s clips, yet one per batch.
-    assert [len(b) for b in Scorer(seed, batch_size=16, batch_seconds=60.0)._batches(clips)] == [1, 1, 1]
-    assert [len(b) for b in Scorer(random_model(), batch_size=16, batch_seconds=60.0)._batches(clips)] == [3]
+    assert [len(b) for b in ScoringEngine(ClapBackend(seed), batch_size=16, batch_seconds=60.0)._batches(clips)] == [1, 1, 1]
+    assert [len(b) for b in ScoringEngine(ClapBackend(random_model()), batch_size=16, batch_seconds=60.0)._batches(clips)] == [3]
 
 
 def test_the_padded_audio_budget_defaults_by_device():
@@ -108,26 +106,26 @@ def test_the_padded_audio_budget_defaults_by_device():
     assert default_batch_seconds(torch.device("cpu")) == DEFAULT_BATCH_SECONDS
     # A GPU gets room for 32 seed-pooled clips of 30 s per call, not the CPU's 2.
     assert default_batch_seconds(torch.device("cuda")) == GPU_BATCH_SECONDS == 32 * 30
-    assert Scorer(random_model()).batch_samples == DEFAULT_BATCH_SECONDS * 16000
-    assert Scorer(random_model(), batch_seconds=5.0).batch_samples == 5.0 * 16000
+    assert ScoringEngine(ClapBackend(random_model())).batch_samples == DEFAULT_BATCH_SECONDS * 16000
+    assert ScoringEngine(ClapBackend(random_model()), batch_seconds=5.0).batch_samples == 5.0 * 16000
 
 
 def test_text_tower_runs_once_per_unique_text(manifest_dir, tiny_model, monkeypatch):
     seen = []
     original = tiny_model.tokenize
     monkeypatch.setattr(tiny_model, "tokenize", lambda texts: seen.extend(texts) or original(texts))
-    rows = read_manifest(manifest_dir / "m.tsv").rows
-    list(Scorer(tiny_model, batch_size=4, window_batches=1).score_rows(rows))
+    rows = read_manifest(manifest_dir / "m.tsv").clips
+    list(ScoringEngine(ClapBackend(tiny_model), batch_size=4, window_batches=1).score_rows(rows))
     assert sorted(seen) == sorted({r.text for r in rows})
 
 
 def test_a_small_text_cache_never_evicts_what_the_window_needs(manifest_dir, tiny_model):
-    rows = read_manifest(manifest_dir / "m.tsv").rows[:4]
+    rows = read_manifest(manifest_dir / "m.tsv").clips[:4]
     # Windows of two rows: (a, b) then (a, c); "a" is the oldest entry when "c" comes in.
     for row, text in zip(rows, ["text a", "text b", "text a", "text c"]):
         row.text = text
-    reference = _scores(r for batch in Scorer(tiny_model).score_rows(rows) for r in batch)
-    tight = Scorer(tiny_model, batch_size=1, window_batches=2, text_cache_size=1)
+    reference = _scores(r for batch in ScoringEngine(ClapBackend(tiny_model)).score_rows(rows) for r in batch)
+    tight = ScoringEngine(ClapBackend(tiny_model, text_cache_size=1), batch_size=1, window_batches=2)
     records = [r for batch in tight.score_rows(rows) for r in batch]
     assert all(r["error"] is None for r in records)
     assert _scores(records) == pytest.approx(reference, abs=1e-5)
@@ -135,13 +133,13 @@ def test_a_small_text_cache_never_evicts_what_the_window_needs(manifest_dir, tin
 
 def test_output_is_in_input_order_and_csv_matches_jsonl(manifest_dir, tiny_model):
     manifest = read_manifest(manifest_dir / "m.tsv")
-    summary_jsonl = score_manifest(tiny_model, manifest, manifest_dir / "o.jsonl", batch_size=4, progress=False)
-    summary_csv = score_manifest(tiny_model, manifest, manifest_dir / "o.csv", batch_size=4, progress=False)
+    summary_jsonl = score_manifest(ClapBackend(tiny_model), manifest, manifest_dir / "o.jsonl", batch_size=4, progress=False)
+    summary_csv = score_manifest(ClapBackend(tiny_model), manifest, manifest_dir / "o.csv", batch_size=4, progress=False)
     jsonl, csv = read_records(manifest_dir / "o.jsonl"), read_records(manifest_dir / "o.csv")
-    assert [r["row"] for r in jsonl] == list(range(len(manifest.rows)))
+    assert [r["row"] for r in jsonl] == list(range(len(manifest.clips)))
     assert jsonl == csv
     assert summary_jsonl.to_dict()["groups"] == summary_csv.to_dict()["groups"]
-    assert summary_jsonl.exit_code == 0 and summary_jsonl.scored == len(manifest.rows)
+    assert summary_jsonl.exit_code == 0 and summary_jsonl.scored == len(manifest.clips)
 
 
 def test_summary_groups_by_language_and_system():
@@ -151,7 +149,7 @@ def test_summary_groups_by_language_and_system():
         {"row": 2, "id": "c", "language": "de", "system": "x", "score": 0.9, "error": None},
         {"row": 3, "id": "d", "language": None, "system": "x", "score": None, "error": "empty transcript"},
     ]
-    summary = summarize(records)
+    summary = Summary.of(records)
     assert (summary.total, summary.scored, summary.failed, summary.exit_code) == (4, 3, 1, 1)
     assert summary.groups["language"]["en"] == {"count": 2, "mean": pytest.approx(0.3), "median": pytest.approx(0.3), "failed": 0}
     assert summary.groups["system"]["x"] == {"count": 2, "mean": pytest.approx(0.55), "median": pytest.approx(0.55), "failed": 1}
@@ -160,10 +158,10 @@ def test_summary_groups_by_language_and_system():
 
 
 def test_estimated_wer_with_a_calibrated_model(speech_like_clips, tiny_model, monkeypatch):
-    plain = score_pair(tiny_model, speech_like_clips["c2"], "hello there")
+    plain = score_pair(ClapBackend(tiny_model), speech_like_clips["c2"], "hello there")
     assert "estimated_wer" not in plain
     monkeypatch.setattr(tiny_model, "calibration", Calibration().fit([-1.0, 0.0, 1.0], [1.0, 0.5, 0.0]))
-    record = score_pair(tiny_model, speech_like_clips["c2"], "hello there")
+    record = score_pair(ClapBackend(tiny_model), speech_like_clips["c2"], "hello there")
     assert record["estimated_wer"] == pytest.approx(0.5 - 0.5 * record["score"], abs=1e-5)
 
 
@@ -172,11 +170,11 @@ def test_resume_skips_done_rows_and_rejects_another_manifests_output(manifest_di
 
     manifest = read_manifest(manifest_dir / "m.tsv")
     full = manifest_dir / "full.jsonl"
-    score_manifest(tiny_model, manifest, full, progress=False)
+    score_manifest(ClapBackend(tiny_model), manifest, full, progress=False)
     partial = manifest_dir / "partial.jsonl"
     lines = full.read_text().splitlines(keepends=True)
     partial.write_text("".join(lines[::2]) + lines[1][:25])  # every other row, then a torn line
-    score_manifest(tiny_model, manifest, partial, resume=True, progress=False)
+    score_manifest(ClapBackend(tiny_model), manifest, partial, resume=True, progress=False)
     resumed, complete = read_records(partial), read_records(full)
     assert [r["id"] for r in resumed] == [r["id"] for r in complete]
     # Rescored rows landed in other batches: the same scores up to float32 summation order.
@@ -184,7 +182,7 @@ def test_resume_skips_done_rows_and_rejects_another_manifests_output(manifest_di
 
     other = write_manifest(tmp_path / "other.tsv", [{"audio": "x.wav", "text": "t", "id": "zzz"}])
     with pytest.raises(ScoringError, match="does not match"):
-        score_manifest(tiny_model, read_manifest(other), full, resume=True, progress=False)
+        score_manifest(ClapBackend(tiny_model), read_manifest(other), full, resume=True, progress=False)
 
 
 def test_torchrun_two_ranks_equal_single_process(manifest_dir, tiny_model_dir):

@@ -4,6 +4,7 @@ The corpus is "tone speech": every word is a sine tone of its own frequency, so 
 words are recoverable from its audio. It is written as WebDataset shards in Emilia's layout.
 """
 
+import argparse
 import io
 import json
 import random
@@ -17,6 +18,8 @@ import soundfile
 import torch
 import webdataset as wds
 
+from voiceclap.clips import Candidate, decode_clip, expand_sources, read_clips
+from voiceclap.evaluation import add_eval_arguments, eval_from_args
 from voiceclap.model import VoiceCLAP
 from voiceclap.train import add_train_arguments, train, train_from_args
 from voiceclap.train import main as train_main
@@ -26,12 +29,9 @@ from voiceclap.train.data import (
     bucketed_batches,
     build_vocabularies,
     collate,
-    decode,
-    expand_sources,
     heldout_filter,
     is_heldout,
     make_example,
-    read_clips,
 )
 from voiceclap.train.feature_cache import CachedBatches, build_feature_cache
 from voiceclap.train.loss import VoiceCLAPLoss
@@ -126,7 +126,7 @@ def test_config_overrides_and_validation():
 def test_freezing_plan():
     model = VoiceCLAP.from_config("tiny-test", load_base_weights=False)
     plan = make_plan(model, -1, 2, False)
-    assert (plan.audio_from, plan.text_from, plan.text_frozen, plan.cacheable) == (1, 2, True, True)
+    assert (plan.audio_from, plan.text_from, plan.cacheable) == (1, 2, True)
     prefixes = apply_freezing(model, plan)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {n for n, _ in model.named_parameters() if n.startswith(tuple(prefixes))}
@@ -147,7 +147,7 @@ def test_sources_shards_and_manifests(corpus, tmp_path):
     assert expand_sources(str(Path(shards[0]).parent / "shard-*.tar")) == shards
     clips = list(read_clips(shards))
     assert len(clips) == 200 and clips[0].id == "tone0-0000" and clips[0].language == "en"
-    assert len(decode(clips[0])) == pytest.approx(clips[0].duration * SR, abs=1)
+    assert len(decode_clip(clips[0]).audio) == pytest.approx(clips[0].duration * SR, abs=1)
 
     # The same clips as a JSONL manifest with audio files beside it (duration read from the header).
     manifest = tmp_path / "clips.jsonl"
@@ -156,8 +156,11 @@ def test_sources_shards_and_manifests(corpus, tmp_path):
             (tmp_path / f"{clip.id}.flac").write_bytes(clip.audio)
             f.write(json.dumps({"audio": f"{clip.id}.flac", "text": clip.text, "language": "en", "id": clip.id}) + "\n")
     from_manifest = list(read_clips([str(manifest)]))
+    assert all(isinstance(c.audio, str) for c in from_manifest)  # a path: decoded when batched
     assert [(c.id, c.text) for c in from_manifest] == [(c.id, c.text) for c in clips[:3]]
-    assert from_manifest[0].duration == pytest.approx(clips[0].duration, abs=1e-3)
+    from voiceclap.train.data import trainable
+
+    assert next(trainable(from_manifest)).duration == pytest.approx(clips[0].duration, abs=1e-3)
 
 
 def test_heldout_hash_split_is_stable_and_disjoint(corpus):
@@ -178,17 +181,26 @@ def test_bucketed_batches_are_full_and_sorted_within():
     assert max(max(b) - min(b) for b in batches) < 500  # similar lengths together
 
 
-def test_corruptions_are_deterministic_and_measured(corpus):
+def test_candidates_are_deterministic_and_measured(corpus):
     clips = list(read_clips(expand_sources(corpus)))[:5]
     vocabularies = build_vocabularies(clips, 100)
-    first = [make_example(c, 3, vocabularies, seed=0, epoch=0) for c in clips]
-    again = [make_example(c, 3, vocabularies, seed=0, epoch=0) for c in clips]
-    other_epoch = [make_example(c, 3, vocabularies, seed=0, epoch=1) for c in clips]
-    assert [e.texts for e in first] == [e.texts for e in again]
-    assert [e.texts for e in first] != [e.texts for e in other_epoch]
-    for example in first:
-        assert example.texts[0] == clips[first.index(example)].text and len(example.texts) == 4
-        assert all(0 < f for f in example.error_rates)
+    first = [make_example(c, 0, 3, vocabularies, seed=0, epoch=0) for c in clips]
+    again = [make_example(c, 0, 3, vocabularies, seed=0, epoch=0) for c in clips]
+    other_epoch = [make_example(c, 0, 3, vocabularies, seed=0, epoch=1) for c in clips]
+    assert [e.candidates for e in first] == [e.candidates for e in again]
+    assert [e.candidates for e in first] != [e.candidates for e in other_epoch]
+    for example, clip in zip(first, clips):
+        assert example.text == clip.text and len(example.candidates) == 3
+        assert all(c.error_rate > 0 and c.kind == "corruption" for c in example.candidates)
+
+    # Stored candidates come first, in a fixed number of slots: a seeded choice of more, empty slots repeat the
+    # transcript at error rate 0 (masked by the loss).
+    clips[0].candidates = [Candidate(f"fluent {i}", 0.2 + i / 10, "fluent") for i in range(3)]
+    two = make_example(clips[0], 2, 1, vocabularies, seed=0, epoch=0).candidates
+    assert [c.kind for c in two] == ["fluent", "fluent", "corruption"]
+    assert two == make_example(clips[0], 2, 1, vocabularies, seed=0, epoch=0).candidates
+    padded = make_example(clips[1], 2, 1, vocabularies, seed=0, epoch=0).candidates
+    assert [(c.text, c.error_rate) for c in padded[:2]] == [(clips[1].text, 0.0)] * 2
 
 
 def test_streaming_batches_split_ranks_and_resume_exactly(corpus):
@@ -197,12 +209,12 @@ def test_streaming_batches_split_ranks_and_resume_exactly(corpus):
     vocabularies = build_vocabularies(read_clips(shards, with_audio=False), 100)
 
     def stream(rank=0, world=1, workers=0):
-        return StreamingBatches(shards, lambda ex: collate(model, ex), vocabularies, batch_size=4, num_negatives=2,
-                                seed=3, rank=rank, world_size=world, num_workers=workers, shuffle_buffer=16,
+        return StreamingBatches(shards, lambda ex: collate(model, ex), vocabularies, batch_size=4,
+                                stored_candidates=0, num_negatives=2, seed=3, rank=rank, world_size=world, num_workers=workers, shuffle_buffer=16,
                                 bucket_size=16)
 
     ranks = [stream(rank=r, world=2) for r in range(2)]
-    seen = [{i for _, b in zip(range(10), iter(s)) for i in b["ids"]} for s in ranks]
+    seen = [{i for _, b in zip(range(10), iter(s)) for i in b.ids} for s in ranks]
     assert not seen[0] & seen[1]  # each rank reads its own shard
 
     for workers in (0, 2):
@@ -215,9 +227,9 @@ def test_streaming_batches_split_ranks_and_resume_exactly(corpus):
         resumed = stream(workers=workers)
         resumed.load_state_dict(json.loads(json.dumps(state)))  # as stored in a checkpoint
         got = [b for _, b in zip(range(3), iter(resumed))]
-        assert [b["ids"] for b in got] == [b["ids"] for b in expected]
-        torch.testing.assert_close(got[0]["mel"], expected[0]["mel"])
-        assert torch.equal(got[0]["error_rates"], expected[0]["error_rates"])
+        assert [b.ids for b in got] == [b.ids for b in expected]
+        torch.testing.assert_close(got[0].audio.mel, expected[0].audio.mel)
+        assert torch.equal(got[0].error_rates, expected[0].error_rates)
 
 
 # ----- feature cache -----
@@ -230,22 +242,22 @@ def test_feature_cache_equals_the_full_forward(corpus, tmp_path, audio_from, tex
     vocabularies = build_vocabularies(read_clips(shards, with_audio=False), 100)
     clips = list(read_clips(shards))[:12]
     cache = build_feature_cache(towers, clips, tmp_path / "cache", signature={"dtype": "float32"},
-                                vocabularies=vocabularies, num_negatives=3, seed=0, chunk_size=5, batch_size=4,
-                                progress=False)
+                                vocabularies=vocabularies, stored=0, num_negatives=3, seed=0, chunk_size=5,
+                                batch_size=4, progress=False)
     assert len(cache) == 12
     loss = VoiceCLAPLoss()
     model = towers.model
     indices = [7, 0, 3, 11, 5]  # across chunks, unsorted
     cached = cache.batch(indices)
     # The uncached batch: the same clips decoded and the same (cached) candidate transcripts.
-    examples = [make_example(clips[i], 3, vocabularies, seed=0, epoch=0) for i in indices]
-    assert [e.texts for e in examples] == cached["texts"]
+    examples = [make_example(clips[i], 0, 3, vocabularies, seed=0, epoch=0) for i in indices]
+    assert [e.id for e in examples] == cached.ids
     full = collate(model, examples)
     with torch.no_grad():
         a_cached, t_cached = towers(cached)
         a_full, t_full = towers(full)
-        loss_cached = loss(a_cached, t_cached, cached["error_rates"], model.logit_scale, model.logit_bias)
-        loss_full = loss(a_full, t_full, full["error_rates"], model.logit_scale, model.logit_bias)
+        loss_cached = loss(a_cached, t_cached, cached.error_rates, model.logit_scale, model.logit_bias)
+        loss_full = loss(a_full, t_full, full.error_rates, model.logit_scale, model.logit_bias)
     torch.testing.assert_close(a_cached, a_full, rtol=0, atol=1e-5)
     torch.testing.assert_close(t_cached, t_full, rtol=0, atol=1e-5)
     for name in loss_full:
@@ -253,7 +265,8 @@ def test_feature_cache_equals_the_full_forward(corpus, tmp_path, audio_from, tex
 
     # float16 on disk: half the size, close but not exact.
     half = build_feature_cache(towers, clips, tmp_path / "half", signature={"dtype": "float16"},
-                               vocabularies=vocabularies, num_negatives=3, seed=0, chunk_size=5, progress=False)
+                               vocabularies=vocabularies, stored=0, num_negatives=3, seed=0, chunk_size=5,
+                               progress=False)
     with torch.no_grad():
         a_half, _ = towers(half.batch(indices))
     torch.testing.assert_close(a_half, a_full, rtol=0, atol=2e-2)
@@ -264,8 +277,8 @@ def test_feature_cache_resumes_an_interrupted_build(corpus, tmp_path):
     shards = expand_sources(corpus)
     vocabularies = build_vocabularies(read_clips(shards, with_audio=False), 100)
     clips = list(read_clips(shards))[:20]
-    common = {"signature": {"dtype": "float32"}, "vocabularies": vocabularies, "num_negatives": 2, "seed": 0,
-              "chunk_size": 6, "progress": False}
+    common = {"signature": {"dtype": "float32"}, "vocabularies": vocabularies, "stored": 0, "num_negatives": 2,
+              "seed": 0, "chunk_size": 6, "progress": False}
 
     def interrupted():
         yield from clips[:14]
@@ -279,8 +292,8 @@ def test_feature_cache_resumes_an_interrupted_build(corpus, tmp_path):
     straight = build_feature_cache(towers, clips, tmp_path / "straight", **common)
     assert len(resumed) == len(straight) == 20
     a, b = resumed.batch(range(20)), straight.batch(range(20))
-    assert a["ids"] == b["ids"] and a["texts"] == b["texts"]
-    assert torch.equal(a["audio"].values, b["audio"].values) and torch.equal(a["text"].values, b["text"].values)
+    assert a.ids == b.ids and torch.equal(a.error_rates, b.error_rates)
+    assert torch.equal(a.audio.values, b.audio.values) and torch.equal(a.texts.values, b.texts.values)
     with pytest.raises(ValueError, match="other settings"):
         build_feature_cache(towers, clips, tmp_path / "straight", **{**common, "signature": {"dtype": "float16"}})
 
@@ -290,19 +303,19 @@ def test_cached_batches_resume_and_split(corpus, tmp_path):
     shards = expand_sources(corpus)
     vocabularies = build_vocabularies(read_clips(shards, with_audio=False), 100)
     cache = build_feature_cache(towers, list(read_clips(shards))[:30], tmp_path / "c", signature={"dtype": "float32"},
-                                vocabularies=vocabularies, num_negatives=1, seed=0, progress=False)
+                                vocabularies=vocabularies, stored=0, num_negatives=1, seed=0, progress=False)
     ranks = [iter(CachedBatches(cache, 4, seed=0, rank=r, world_size=2, bucket_size=8)) for r in range(2)]
-    first = [next(r)["ids"] for r in ranks]
+    first = [next(r).ids for r in ranks]
     assert len(first[0]) == 4 and not set(first[0]) & set(first[1])
     batches = CachedBatches(cache, 5, seed=0)
     it = iter(batches)
     for _ in range(7):  # past the end of the first epoch (6 batches)
         next(it)
     state = batches.state_dict()
-    expected = next(it)["ids"]
+    expected = next(it).ids
     again = CachedBatches(cache, 5, seed=0)
     again.load_state_dict(state)
-    assert next(iter(again))["ids"] == expected and state["epoch"] == 1
+    assert next(iter(again)).ids == expected and state["epoch"] == 1
 
 
 # ----- training -----
@@ -356,10 +369,38 @@ def test_training_separates_true_from_corrupted_transcripts(corpus, hearing_mode
     model = VoiceCLAP.from_pretrained(out / "model")
     vocabularies = build_vocabularies(read_clips(expand_sources(corpus), with_audio=False), 100)
     held = list(heldout_filter(read_clips(expand_sources(corpus)), 200, keep_heldout=True))[:20]
-    examples = [make_example(c, 3, vocabularies, seed=5, epoch=0) for c in held]
-    true = model.score_pairs([e.waveform for e in examples], [e.texts[0] for e in examples])
-    corrupted = model.score_pairs([e.waveform for e in examples], [e.texts[-1] for e in examples])
+    examples = [make_example(c, 0, 3, vocabularies, seed=5, epoch=0) for c in held]
+    true = model.score_pairs([e.audio for e in examples], [e.text for e in examples])
+    corrupted = model.score_pairs([e.audio for e in examples], [e.candidates[-1].text for e in examples])
     assert (true > corrupted).mean() > 0.7
+
+
+def test_logged_held_out_figures_equal_voiceclap_eval(corpus, hearing_model, tmp_path):
+    """The trainer's evaluation is voiceclap eval's: same clips, candidates and functions, same numbers."""
+    held_out = tmp_path / "heldout"
+    held_out.mkdir()
+    write_shard(held_out / "shard-000000.tar", 40, seed=7)
+    out = tmp_path / "run"
+    train(tiny_config(corpus, out, f"model.init_from={hearing_model}", f"data.eval={held_out}", "data.max_eval_clips=30",
+                      "optim.max_steps=20", "run.eval_every=0", "run.seed=3"))
+    logged = records(out / "metrics.jsonl", "eval")[-1]
+    args = add_eval_arguments(argparse.ArgumentParser()).parse_args([
+        "--model", str(out / "model"), "--heldout", str(held_out), "--max-clips", "30", "--seed", "3",
+        "--n-boot", "200", "--out", str(tmp_path / "report"), "--no-progress",
+    ])
+    assert eval_from_args(args) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())["sets"]["heldout"]["results"]["clap"]
+    assert logged["eval/clips"] == 30
+    assert logged["eval/R@1"] == report["retrieval"]["overall"]["audio_to_text"]["R@1"]
+    assert logged["eval/R@5"] == report["retrieval"]["overall"]["audio_to_text"]["R@5"]
+    assert logged["eval/T2A_R@1"] == report["retrieval"]["overall"]["text_to_audio"]["R@1"]
+    corruption = report["corruption"]
+    assert logged["eval/spearman"] == pytest.approx(corruption["pooled"]["spearman"]["value"], abs=1e-9)
+    assert logged["eval/spearman_ci95"] == pytest.approx(corruption["pooled"]["spearman"]["ci95"], abs=1e-9)
+    assert logged["eval/spearman_en"] == pytest.approx(corruption["by_language"]["en"]["spearman"]["value"], abs=1e-9)
+    assert logged["eval/spearman_other_audio"] == pytest.approx(
+        corruption["other_audio_control"]["spearman"]["value"], abs=1e-9
+    )
 
 
 def test_streaming_training_with_workers_and_checkpointing(corpus, tmp_path):
@@ -372,7 +413,7 @@ def test_streaming_training_with_workers_and_checkpointing(corpus, tmp_path):
     train(config)
     assert [r["step"] for r in records(out / "metrics.jsonl", "train")] == [1, 2, 3]
     model = VoiceCLAP.from_pretrained(out / "model")
-    assert model.config.trained_parameters[:3] == ["audio.frame_proj.", "audio.proj.", "text.proj."]
+    assert model.config.trained_parameters[:2] == ["audio.head.", "text.head."]
     assert "text.encoder.embeddings." in model.config.trained_parameters
 
 
@@ -383,8 +424,6 @@ def test_cache_requires_frozen_front_ends(corpus, tmp_path):
 
 
 def test_command_line_and_torchrun(corpus, tmp_path):
-    import argparse
-
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
     args = parser.parse_args(["--config", str(TINY_RECIPE), f"data.train={corpus}", f"run.out_dir={tmp_path / 'cli'}",

@@ -9,9 +9,11 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from voiceclap.model import VoiceCLAP
+from voiceclap.towers import Features
 from voiceclap.train import distributed
+from voiceclap.train.data import TrainBatch
 from voiceclap.train.loss import VoiceCLAPLoss
-from voiceclap.train.towers import Features, TrainableTowers, apply_freezing, make_plan
+from voiceclap.train.towers import TrainableTowers, apply_freezing, make_plan
 
 K = 2
 RANK_SIZES = [3, 2]  # unequal on purpose: a batch can lose clips that fail to decode
@@ -25,34 +27,38 @@ def make_towers() -> TrainableTowers:
     return TrainableTowers(model, plan).eval()  # eval: no dropout, so ranks and reference agree
 
 
-def make_batch() -> dict:
+def make_batch() -> TrainBatch:
     """Cached-style features after the frozen layers: [N, T, 32] hidden states with masks."""
     generator = torch.Generator().manual_seed(1)
     n = sum(RANK_SIZES)
     audio_lengths = torch.tensor([8, 6, 4, 8, 2])
     text_lengths = torch.randint(3, 7, (n * (1 + K),), generator=generator)
-    return {
-        "audio": Features(torch.randn(n, 8, 32, generator=generator), torch.arange(8) < audio_lengths[:, None]),
-        "text": Features(torch.randn(n * (1 + K), 6, 32, generator=generator), torch.arange(6) < text_lengths[:, None]),
+    return TrainBatch(
+        audio=Features(torch.randn(n, 8, 32, generator=generator), torch.arange(8) < audio_lengths[:, None]),
+        texts=Features(torch.randn(n * (1 + K), 6, 32, generator=generator), torch.arange(6) < text_lengths[:, None]),
         # one zero-WER (masked) corruption included
-        "error_rates": torch.tensor([[0.2, 0.9], [0.5, 0.0], [1.0, 0.3], [0.4, 0.7], [0.6, 1.2]]),
-    }
+        error_rates=torch.tensor([[0.2, 0.9], [0.5, 0.0], [1.0, 0.3], [0.4, 0.7], [0.6, 1.2]]),
+        ids=[str(i) for i in range(n)],
+        languages=["en"] * n,
+    )
 
 
-def rows(batch: dict, start: int, stop: int) -> dict:
+def rows(batch: TrainBatch, start: int, stop: int) -> TrainBatch:
     texts = slice(start * (1 + K), stop * (1 + K))
-    return {
-        "audio": Features(batch["audio"].values[start:stop], batch["audio"].mask[start:stop]),
-        "text": Features(batch["text"].values[texts], batch["text"].mask[texts]),
-        "error_rates": batch["error_rates"][start:stop],
-    }
+    return TrainBatch(
+        audio=Features(batch.audio.values[start:stop], batch.audio.mask[start:stop]),
+        texts=Features(batch.texts.values[texts], batch.texts.mask[texts]),
+        error_rates=batch.error_rates[start:stop],
+        ids=batch.ids[start:stop],
+        languages=batch.languages[start:stop],
+    )
 
 
-def loss_and_grads(towers: TrainableTowers, module, batch: dict, world_size: int):
+def loss_and_grads(towers: TrainableTowers, module, batch: TrainBatch, world_size: int):
     audio, texts = module(batch)
     model = towers.model
     loss = VoiceCLAPLoss(cross_clip_margin_weight=1.0)  # every term, the one ranking across ranks too
-    terms = loss(audio, texts, batch["error_rates"], model.logit_scale, model.logit_bias)
+    terms = loss(audio, texts, batch.error_rates, model.logit_scale, model.logit_bias)
     (terms["loss"] * world_size).backward()  # as the trainer does: DDP averages over ranks
     grads = {n: p.grad.clone() for n, p in towers.named_parameters() if p.requires_grad}
     return {k: v.item() for k, v in terms.items()}, grads

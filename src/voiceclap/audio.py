@@ -70,7 +70,7 @@ def _open_bytes(source: AudioSource) -> BinaryIO:
     return source  # already a binary file object
 
 
-def decode(source: AudioSource) -> tuple[np.ndarray, int]:
+def decode_native(source: AudioSource) -> tuple[np.ndarray, int]:
     """Decode to float32 [samples, channels] at the file's own rate.
 
     libsndfile first (fast, exact for wav/flac/ogg); FFmpeg through PyAV for everything else and for
@@ -117,7 +117,7 @@ def load_audio(source: AudioSource, sr: int | None = None) -> np.ndarray:
     if isinstance(source, np.ndarray) or torch.is_tensor(source):
         audio, rate = np.asarray(source, dtype=np.float32), sr or SAMPLE_RATE
     else:
-        audio, rate = decode(source)
+        audio, rate = decode_native(source)
     audio = to_mono_16k(audio, rate)
     if audio.shape[0] < MIN_SAMPLES:
         raise AudioDecodeError(f"audio is {audio.shape[0] / SAMPLE_RATE:.3f} s long; at least 0.1 s is needed")

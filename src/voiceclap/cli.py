@@ -10,7 +10,6 @@ import argparse
 import importlib
 import json
 import pickle
-import re
 import sys
 from pathlib import Path
 
@@ -26,8 +25,6 @@ MODEL_HELP = (
     "architecture, seeded, for smoke tests: its scores mean nothing); default: the model shipped "
     "with the package"
 )
-RANDOM_PREFIX = "random:"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # command -> (module, function adding its options, function running it, help)
 LAZY_COMMANDS = {
@@ -48,38 +45,15 @@ class CommandError(Exception):
 
 
 def load_cli_model(spec: str | None, device: str | None = None):
-    """--model: a directory, a hub id, random:<config>, or (None) the shipped default model."""
-    import torch
-    from transformers.utils import logging as transformers_logging
+    """--model through the library's loader (:func:`voiceclap.model.load_model`)."""
+    from .model import load_model
+    from .runtime import quiet_transformers
 
-    from .config import get_model_config
-    from .model import VoiceCLAP
-    from .pretrained import default_model_path
-
-    # The commands' own bars say what runs; transformers' per-encoder "Loading weights" bars are
-    # noise in every log.
-    transformers_logging.disable_progress_bar()
-    if spec is None:
-        model = VoiceCLAP.from_pretrained(default_model_path())
-    elif spec.startswith(RANDOM_PREFIX):
-        config = get_model_config(spec.removeprefix(RANDOM_PREFIX))
-        # A config that names its encoders by source only (whisper-base-e5small) carries no
-        # architecture to build at random: the real encoders give it, around random projections.
-        has_architecture = config.audio_encoder_config is not None and config.text_encoder_config is not None
-        with torch.random.fork_rng():
-            torch.manual_seed(0)  # the same weights in every process: ranks of a sharded run agree
-            model = VoiceCLAP.from_config(config, load_base_weights=not has_architecture)
-        print(f"voiceclap: warning: {spec} has random weights; its scores mean nothing", file=sys.stderr)
-    elif Path(spec).exists():
-        if not (Path(spec) / "config.json").is_file():
-            raise CommandError(f"{spec} is not a VoiceCLAP model directory (it has no config.json)")
-        model = VoiceCLAP.from_pretrained(spec)
-    elif HUB_ID.match(spec):
-        model = VoiceCLAP.from_pretrained(spec)
-    else:
-        raise CommandError(f"no model directory {spec!r} (and it is not a hub id like org/name)")
-    model.eval()
-    return model.to(device) if device else model
+    quiet_transformers()
+    try:
+        return load_model(spec, device)
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from None
 
 
 def _load_waveform(path: str):
@@ -98,10 +72,10 @@ def _load_waveform(path: str):
 def cmd_score(args: argparse.Namespace) -> int:
     if args.manifest is not None:
         return _score_manifest(args)
-    from .scoring import FLAGS, score_pair
+    from .scoring import FLAGS, ClapBackend, score_pair
 
     model = load_cli_model(args.model, args.device)
-    record = score_pair(model, args.audio, args.text)
+    record = score_pair(ClapBackend(model), args.audio, args.text)
     if args.json:
         print(json.dumps(record, ensure_ascii=False))
     if record["error"]:
@@ -119,9 +93,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def _score_manifest(args: argparse.Namespace) -> int:
     from .manifest import read_manifest
+    from .runtime import configure_threads
     from .scoring import (
+        ClapBackend,
         Shard,
-        configure_threads,
         default_device,
         output_format,
         score_manifest,
@@ -130,10 +105,10 @@ def _score_manifest(args: argparse.Namespace) -> int:
     output_format(args.output)  # a wrong extension fails before the model loads
     manifest = read_manifest(args.manifest)  # so does a bad manifest
     shard = Shard.from_env()
-    configure_threads(shard, args.threads)
+    configure_threads(shard.local_world, args.threads)
     model = load_cli_model(args.model, args.device or default_device(shard))
     summary = score_manifest(
-        model,
+        ClapBackend(model),
         manifest,
         args.output,
         batch_size=args.batch_size,
@@ -365,6 +340,9 @@ def _check_score_arguments(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runtime import limit_onednn_primitive_cache
+
+    limit_onednn_primitive_cache()
     parser = build_parser(argv)
     # Known args only: an unavailable lazy command has no options, yet its user should hear why
     # it is unavailable rather than that its options are unknown.

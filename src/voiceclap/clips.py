@@ -8,7 +8,7 @@ Where clips live:
 
 - **Shards**: WebDataset tar files in Emilia's layout, per clip ``<key>.json`` (the record's
   metadata, :meth:`Clip.to_json`) and ``<key>.flac`` / ``.mp3`` / ... (its audio). Read and written
-  with webdataset (:func:`read_shard`, :class:`ShardWriter`).
+  with webdataset (:func:`read_shard`, :func:`write_shard`).
 - **Tables**: ``.tsv`` / ``.csv`` / ``.jsonl`` manifests (:mod:`voiceclap.manifest` parses them, with
   row-level errors kept on the clip).
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import json
-import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = ("flac", "mp3", "wav", "ogg", "opus", "m4a")
 TABLE_EXTENSIONS = (".tsv", ".csv", ".jsonl")
@@ -102,7 +100,8 @@ class Clip:
         """A record from shard/manifest metadata; unknown keys go to ``extra``. Raises ValueError when
         the metadata has no text."""
         meta = {_ALIASES.get(k, k): v for k, v in meta.items()}
-        text = meta.get("text")
+        # Gold shards name what the audio says `spoken_text` (`text` there repeats the intended text).
+        text = meta.pop("spoken_text", None) or meta.get("text")
         if text is None:
             raise ValueError("no text")
         known = {f.name for f in dataclasses.fields(cls)} - {"audio", "candidates", "extra", "row", "error"}
@@ -119,6 +118,18 @@ class Clip:
         return cls(audio=audio, candidates=candidates, extra=extra, **values)
 
 
+def id_hash(clip_id: str, salt: str) -> int:
+    """A stable pseudo-random integer for a clip id (sha256, so independent of PYTHONHASHSEED).
+    ``salt`` keeps its uses (sampling, calibration split, ...) independent of each other."""
+    return int.from_bytes(hashlib.sha256(f"{salt}:{clip_id}".encode()).digest()[:8], "big")
+
+
+def hash_order(clips: Iterable[Clip], seed: int = 0) -> list[Clip]:
+    """Clips in a seeded pseudo-random order of their ids: its first N are a uniform sample, the same
+    on every run whatever order the clips were read in."""
+    return sorted(clips, key=lambda c: id_hash(c.id, f"sample/{seed}"))
+
+
 # ----- shards -----
 
 
@@ -131,46 +142,25 @@ def shard_key(clip_id: str) -> str:
 def read_shard(url: str, with_audio: bool = True) -> Iterator[Clip]:
     """The clips of one shard (a path, URL or "pipe:" command), audio left encoded.
 
-    ``with_audio=False`` reads only the JSON members (fast: the corruption vocabularies, planning).
-    A member without metadata or, when asked for, without audio is skipped with a warning."""
+    ``with_audio=False`` reads only the JSON members (fast: vocabularies, planning). A member the
+    clip cannot be made from (no or unreadable metadata, no audio when asked for) comes as a clip with
+    ``error`` set, so that every reader counts what it skips."""
     import webdataset as wds
 
     select = None if with_audio else (lambda name: name.endswith(".json"))
     for sample in wds.tarfile_samples([{"url": url}], select_files=select):
-        if "json" not in sample:
-            logger.warning("%s in %s has no .json; skipped", sample["__key__"], url)
-            continue
+        key = os.path.basename(sample["__key__"])
         audio = next((sample[ext] for ext in AUDIO_EXTENSIONS if ext in sample), None)
-        if with_audio and audio is None:
-            logger.warning("clip %s in %s has no audio; skipped", sample["__key__"], url)
-            continue
         try:
-            yield Clip.from_json(json.loads(sample["json"]), audio, fallback_id=os.path.basename(sample["__key__"]))
+            if "json" not in sample:
+                raise ValueError("no metadata (.json) in the shard")
+            clip = Clip.from_json(json.loads(sample["json"]), audio, fallback_id=key)
         except (ValueError, TypeError) as error:
-            logger.warning("clip %s in %s skipped: %s", sample["__key__"], url, error)
-
-
-class ShardWriter:
-    """Clips (audio as encoded bytes with its extension) into numbered shards ``<pattern>`` (e.g.
-    ``out/train/shard-%06d.tar``), ``max_count`` clips each, through webdataset's ShardWriter."""
-
-    def __init__(self, pattern: str, max_count: int = 500):
-        import webdataset as wds
-
-        Path(pattern).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = wds.ShardWriter(pattern, maxcount=max_count, verbose=0)
-
-    def write(self, clip: Clip, audio_bytes: bytes, extension: str = "flac") -> None:
-        self._writer.write({"__key__": shard_key(clip.id), "json": clip.to_json(), extension: audio_bytes})
-
-    def close(self) -> None:
-        self._writer.close()
-
-    def __enter__(self) -> ShardWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+            yield Clip(key, "", error=f"{url}: {error}")
+            continue
+        if with_audio and audio is None:
+            clip.error = f"no audio in {url}"
+        yield clip
 
 
 def write_shard(path: str | Path, clips: Iterable[tuple[Clip, bytes]], extension: str = "flac") -> None:
@@ -181,7 +171,7 @@ def write_shard(path: str | Path, clips: Iterable[tuple[Clip, bytes]], extension
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with wds.TarWriter(str(tmp)) as writer:
+    with wds.TarWriter(str(tmp), mtime=0) as writer:
         for clip, audio in clips:
             writer.write({"__key__": shard_key(clip.id), "json": clip.to_json(), extension: audio})
     os.replace(tmp, path)
@@ -225,7 +215,7 @@ def is_table(path: str) -> bool:
 
 def read_clips(sources: str | os.PathLike | Sequence[str | os.PathLike], with_audio: bool = True) -> Iterator[Clip]:
     """The clips of shards and manifest tables, in the given order. Shard audio stays encoded, a
-    table's audio is its resolved path; table rows with a problem come with ``error`` set."""
+    table's audio is its resolved path; a clip that cannot be used comes with ``error`` set."""
     from voiceclap.manifest import read_manifest
 
     for path in expand_sources(sources):
@@ -238,7 +228,7 @@ def read_clips(sources: str | os.PathLike | Sequence[str | os.PathLike], with_au
             yield from read_shard(path, with_audio)
 
 
-def decode(clip: Clip, max_seconds: float | None = None) -> Clip:
+def decode_clip(clip: Clip, max_seconds: float | None = None) -> Clip:
     """The clip with its audio decoded to a 16 kHz mono waveform (``duration``: the whole file's),
     cut to ``max_seconds`` when given. Raises :class:`voiceclap.audio.AudioDecodeError` or OSError."""
     from voiceclap.audio import SAMPLE_RATE, load_audio

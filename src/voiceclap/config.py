@@ -38,6 +38,9 @@ class ModelConfig:
     text_max_length: int = 77
     text_pad_to_max_length: bool = False
     text_prefix: str = ""  # e5 models expect "query: " or "passage: "
+    # The trained heads on each tower (voiceclap.heads): {"type": "mean"} is the seed's.
+    audio_head: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "mean"})
+    text_head: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "mean"})
     joint_dim: int = 768
     logit_scale_init: float = math.log(10.0)
     logit_bias_init: float = -10.0

@@ -8,13 +8,15 @@ Formats, chosen by the file extension:
 - ``.jsonl``: one JSON object per line; blank lines are skipped. The columns are the keys of the
   first object that parses.
 
-Columns ``audio`` and ``text`` are required, ``id``, ``language`` and ``system`` optional; any
-other column is kept in :attr:`ManifestRow.extra`. Audio paths are relative to the manifest's folder.
+Columns ``audio`` and ``text`` are required, ``id``, ``language`` and ``system`` optional (a
+``system`` is the clip's speaker or TTS voice); other columns fill the :class:`voiceclap.clips.Clip`
+fields of the same name (``intended_text``, ``true_wer``, ...) or are kept in ``Clip.extra``, the
+``audio`` value as written among them. Audio paths are relative to the manifest's folder.
 
 Problems with the manifest as a whole (missing file, unknown extension, no header -- for JSONL:
 lines but none a JSON object --, a required column missing or repeated, invalid UTF-8 in the
 header) raise :class:`ManifestError` before any work starts.
-Problems with one row never abort: the row is kept with :attr:`ManifestRow.error` set, so that it
+Problems with one row never abort: the row is kept with :attr:`Clip.error` set, so that it
 shows up in the output as a failed row. Invalid UTF-8 is such a row problem: the row is reported,
 not scored, because scoring a transcript with replacement characters would score a different text.
 Other row problems: a wrong number of fields, a line that is not a JSON object, a CSV field over
@@ -31,9 +33,10 @@ import io
 import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from .clips import Clip
 from .text import clean_text
 
 REQUIRED_COLUMNS = ("audio", "text")
@@ -46,32 +49,18 @@ class ManifestError(ValueError):
 
 
 @dataclass
-class ManifestRow:
-    index: int  # 0-based position among the data rows: the order of the output
-    id: str
-    audio: str  # as written in the manifest
-    audio_path: str  # resolved against the manifest's folder
-    text: str
-    language: str | None = None
-    system: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-    error: str | None = None  # a row-level problem found while reading: the row is not scored
-    duplicate_id: bool = False
-
-
-@dataclass
 class Manifest:
     path: Path
     columns: list[str]
-    rows: list[ManifestRow]
+    clips: list[Clip]  # one per data row, in order; ``Clip.row`` is the 0-based position
 
     @property
     def duplicate_ids(self) -> dict[str, list[int]]:
         """Each id used by more than one row -> the indices of those rows."""
         found: dict[str, list[int]] = defaultdict(list)
-        for row in self.rows:
-            if row.duplicate_id:
-                found[row.id].append(row.index)
+        for clip in self.clips:
+            if clip.duplicate_id:
+                found[clip.id].append(clip.row)
         return dict(found)
 
 
@@ -204,46 +193,44 @@ def read_manifest(path: str | os.PathLike, format: str | None = None) -> Manifes
             f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(header) or 'none'}"
         )
     base = path.parent
-    rows = [_make_row(index, record, base) for index, record in enumerate(records)]
-    _flag_duplicates(rows)
-    return Manifest(path=path, columns=header, rows=rows)
+    clips = [_make_clip(index, record, base) for index, record in enumerate(records)]
+    _flag_duplicates(clips)
+    return Manifest(path=path, columns=header, clips=clips)
 
 
-def _make_row(index: int, record: dict | str, base: Path) -> ManifestRow:
+def _make_clip(index: int, record: dict | str, base: Path) -> Clip:
     generated_id = f"row-{index + 1}"
     if isinstance(record, str):  # the line could not be split into the header's columns
-        return ManifestRow(index, generated_id, "", "", "", error=record)
+        return Clip(generated_id, "", row=index, error=record, extra={"audio": ""})
     bad = [k for k, v in record.items() if _invalid_utf8(v)]
     if bad:
         record = {k: _printable(v) for k, v in record.items()}
-    get = lambda key: record.get(key) or None  # absent, null and "" all mean "not given"
-    row_id = get("id")
-    row = ManifestRow(
-        index=index,
-        id=" ".join(row_id.split()) if row_id and row_id.strip() else generated_id,
-        audio=get("audio") or "",
-        audio_path="",
-        text=get("text") or "",
-        language=get("language"),
-        system=get("system"),
-        extra={k: v for k, v in record.items() if k not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS},
-    )
+    values = {k: v for k, v in record.items() if v}  # absent, null and "" all mean "not given"
+    row_id = values.get("id", "")
+    values["id"] = " ".join(row_id.split()) if row_id.strip() else generated_id
+    values.setdefault("text", "")
+    written_audio = values.pop("audio", "")
+    try:
+        clip = Clip.from_json(values)
+    except ValueError as error:  # a field that must be a number is not
+        clip = Clip(values["id"], values["text"], error=str(error))
+    clip.row = index
+    clip.extra["audio"] = written_audio
     if bad:
-        row.error = f"invalid UTF-8 in column(s) {', '.join(bad)}"
-        return row
-    if not row.audio.strip():
-        row.error = "empty audio path"
-        return row
-    row.audio_path = str(base / row.audio.strip())
-    row.error = transcript_problem(row.text)
-    return row
+        clip.error = f"invalid UTF-8 in column(s) {', '.join(bad)}"
+    elif not written_audio.strip():
+        clip.error = "empty audio path"
+    elif clip.error is None:
+        clip.audio = str(base / written_audio.strip())
+        clip.error = transcript_problem(clip.text)
+    return clip
 
 
-def _flag_duplicates(rows: list[ManifestRow]) -> None:
-    by_id: dict[str, list[ManifestRow]] = defaultdict(list)
-    for row in rows:
-        by_id[row.id].append(row)
+def _flag_duplicates(clips: list[Clip]) -> None:
+    by_id: dict[str, list[Clip]] = defaultdict(list)
+    for clip in clips:
+        by_id[clip.id].append(clip)
     for same in by_id.values():
         if len(same) > 1:
-            for row in same:
-                row.duplicate_id = True
+            for clip in same:
+                clip.duplicate_id = True

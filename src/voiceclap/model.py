@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,35 +16,25 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, WhisperConfig, WhisperModel
-from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from . import audio as A
 from .config import ModelConfig, get_model_config
+from .heads import build_head
+from .runtime import limit_onednn_primitive_cache
 from .text import clean_text
 from .tokenizer import BYTE_LEVEL, load_tokenizer
+from .towers import AudioBatch, AudioTower, TextBatch, TextTower
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CALIBRATION_NAME = "calibration.json"
-
-# oneDNN keeps up to 1,024 convolution primitives, one per input shape, each with its own reordered
-# copy of the weights. `masked` pooling gives the Whisper convolutions a new length in nearly every
-# batch, so that cache added 100-300 MiB to a scoring run's peak memory (1,262-1,457 MiB against
-# 1,144-1,156 without it, 200 clips; building primitives afresh was no slower). Read by oneDNN when
-# it first runs, so this holds unless the process convolved before importing voiceclap; a value the
-# user set wins.
-os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
+RANDOM_PREFIX = "random:"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class MissingWeightsError(RuntimeError):
     """A checkpoint does not hold what its config says it should."""
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of x [B, T, D] over the positions where mask [B, T] is non-zero."""
-    mask = mask.to(x.dtype).unsqueeze(-1)
-    return (x * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 def state_dict_fingerprint(module: nn.Module) -> str:
@@ -109,134 +101,15 @@ def _architecture(module_config) -> dict:
     return arch
 
 
-class AudioTower(nn.Module):
-    """Whisper encoder -> average-pool by 2 -> ln_post -> frame projection -> mean -> MLP."""
-
-    def __init__(self, encoder: WhisperEncoder, joint_dim: int, pooling: str):
-        super().__init__()
-        width = encoder.config.d_model
-        self.encoder = encoder
-        self.pooling = pooling
-        self.frame_proj = nn.Linear(width, width)  # the seed's per-frame `proj` after ln_post
-        self.proj = nn.Sequential(nn.Linear(width, joint_dim), nn.GELU(), nn.Linear(joint_dim, joint_dim))
-
-    @property
-    def n_mels(self) -> int:
-        return self.encoder.config.num_mel_bins
-
-    def embed(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """mel [B, n_mels, T] -> (hidden [B, T/2, d] ready for the first layer, frame mask [B, T/2])."""
-        n_frames = mel.shape[-1] // 2
-        frame_mask = torch.arange(n_frames, device=mel.device)[None, :] < (mel_lengths[:, None] // 2)
-        x = F.gelu(self.encoder.conv1(mel))
-        if self.pooling == "masked":
-            # Zero the padding so conv2 sees at a clip's end what its own zero padding gives when the
-            # clip is alone: a clip's embedding then does not depend on what it was batched with.
-            mel_mask = torch.arange(mel.shape[-1], device=mel.device)[None, :] < mel_lengths[:, None]
-            x = x * mel_mask[:, None, :].to(x.dtype)
-        x = F.gelu(self.encoder.conv2(x)).permute(0, 2, 1)
-        return x + self.encoder.embed_positions.weight[:n_frames], frame_mask
-
-    def run_layers(
-        self, hidden: torch.Tensor, frame_mask: torch.Tensor, start: int = 0, stop: int | None = None
-    ) -> torch.Tensor:
-        """Encoder layers [start, stop); padding frames are masked out as attention keys."""
-        attention_mask = None
-        if self.pooling == "masked":
-            attention_mask = torch.zeros(frame_mask.shape, dtype=hidden.dtype, device=hidden.device)
-            attention_mask = attention_mask.masked_fill(~frame_mask, torch.finfo(hidden.dtype).min)
-            attention_mask = attention_mask[:, None, None, :]
-        for layer in self.encoder.layers[start:stop]:
-            hidden = layer(hidden, attention_mask)
-        return hidden
-
-    def pool(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden states [B, T', d] -> average-pool by 2, ln_post, mean over frames -> [B, d].
-
-        The seed applies its per-frame `proj` before the mean; `frame_proj` is affine and the mean's
-        weights sum to one, so applying it after the mean (in `project`) is the same function, and a
-        frozen encoder's output can be cached as this one vector per clip.
-        """
-        pooled = F.avg_pool1d(hidden.transpose(1, 2), kernel_size=2, stride=2).transpose(1, 2)
-        pooled = self.encoder.layer_norm(pooled)
-        if self.pooling == "seed":
-            return pooled.mean(1)  # the seed averages padding frames too
-        return masked_mean(pooled, frame_mask[:, ::2])
-
-    def project(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Pooled [B, d] -> un-normalized joint embedding [B, joint_dim]."""
-        return self.proj(self.frame_proj(pooled))
-
-    def head(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        return self.project(self.pool(hidden, frame_mask))
-
-    def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
-        hidden, frame_mask = self.embed(mel, mel_lengths)
-        return self.head(self.run_layers(hidden, frame_mask), frame_mask)
-
-
-class TextTower(nn.Module):
-    """Sentence encoder -> mean over tokens -> bias-free MLP, hidden width (d_text + d_joint) // 2."""
-
-    def __init__(self, encoder: nn.Module, joint_dim: int, mask_mode: str):
-        super().__init__()
-        width = encoder.config.hidden_size
-        hidden = (width + joint_dim) // 2
-        self.encoder = encoder
-        self.mask_mode = mask_mode
-        self.proj = nn.Sequential(nn.Linear(width, hidden, bias=False), nn.GELU(), nn.Linear(hidden, joint_dim, bias=False))
-
-    def token_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.mask_mode == "pad_token_id":
-            return (input_ids != self.encoder.config.pad_token_id).long()
-        return attention_mask
-
-    @property
-    def layers(self) -> nn.ModuleList:
-        return self.encoder.encoder.layer  # BERT-family encoders: every text tower we configure
-
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.encoder.embeddings(input_ids=input_ids)
-
-    def run_layers(self, hidden: torch.Tensor, mask: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Encoder layers [start, stop) on hidden states [B, T, d]; `mask` marks the attended tokens."""
-        attention = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden, attention_mask=mask)
-        for layer in self.layers[start:stop]:
-            hidden = layer(hidden, attention)
-        return hidden
-
-    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return masked_mean(hidden, mask)
-
-    def project(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.proj(pooled)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        mask = self.token_mask(input_ids, attention_mask)
-        return self.project(self.pool(self.run_layers(self.embed(input_ids), mask), mask))
-
-
-@dataclass
-class AudioBatch:
-    mel: torch.Tensor  # [B, n_mels, T]
-    mel_lengths: torch.Tensor  # [B] real mel frames per clip
-    truncated: list[bool]  # clip longer than max_audio_seconds, scored on its start
-
-
-@dataclass
-class TextBatch:
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    truncated: list[bool]  # transcript longer than text_max_length tokens, scored on its start
-
-
 class VoiceCLAP(nn.Module):
     def __init__(self, config: ModelConfig, audio_encoder: WhisperEncoder, text_encoder: nn.Module, tokenizer):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
-        self.audio = AudioTower(audio_encoder, config.joint_dim, config.audio_pooling)
-        self.text = TextTower(text_encoder, config.joint_dim, config.text_mask)
+        audio_head = build_head("audio", config.audio_head, audio_encoder.config.d_model, config.joint_dim)
+        text_head = build_head("text", config.text_head, text_encoder.config.hidden_size, config.joint_dim)
+        self.audio = AudioTower(audio_encoder, audio_head, config.audio_pooling)
+        self.text = TextTower(text_encoder, text_head, config.text_mask)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
         self.logit_bias = nn.Parameter(torch.tensor(float(config.logit_bias_init)))
         self.calibration = None  # a voiceclap.calibration.Calibration once fitted
@@ -384,11 +257,11 @@ class VoiceCLAP(nn.Module):
     # ----- embeddings and scores -----
 
     def embed_audio_batch(self, batch: AudioBatch, normalize: bool = True) -> torch.Tensor:
-        emb = self.audio(batch.mel.to(self.device), batch.mel_lengths.to(self.device))
+        emb = self.audio(batch.to(self.device))
         return F.normalize(emb, dim=-1) if normalize else emb
 
     def embed_text_batch(self, batch: TextBatch, normalize: bool = True) -> torch.Tensor:
-        emb = self.text(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
+        emb = self.text(batch.to(self.device))
         return F.normalize(emb, dim=-1) if normalize else emb
 
     @torch.inference_mode()
@@ -419,23 +292,45 @@ class VoiceCLAP(nn.Module):
 
     def describe(self) -> dict:
         """What `voiceclap info` prints: the architecture and the parameter counts per part."""
-        count = lambda m: sum(p.numel() for p in m.parameters())
+        def count(module: nn.Module) -> int:
+            return sum(p.numel() for p in module.parameters())
+
         return {
             "config": self.config.to_dict(),
             "parameters": {
                 "audio_encoder": count(self.audio.encoder),
-                "audio_projection": count(self.audio) - count(self.audio.encoder),
+                "audio_head": count(self.audio.head),
                 "text_encoder": count(self.text.encoder),
-                "text_projection": count(self.text.proj),
+                "text_head": count(self.text.head),
                 "total": count(self),
             },
             "calibrated": self.calibration is not None,
         }
 
 
-def load_model(name_or_path: str | os.PathLike | None = None) -> VoiceCLAP:
-    """A model directory, a hub id, or (None) the default model shipped with the package."""
+def load_model(spec: str | os.PathLike | None = None, device: str | torch.device | None = None) -> VoiceCLAP:
+    """A model directory, a Hugging Face hub id, ``random:<config>`` (a named architecture with random,
+    seeded heads, for smoke tests: its scores mean nothing), or (None) the default model shipped
+    with the package; in eval mode, on ``device`` when given."""
     from .pretrained import default_model_path
 
-    return VoiceCLAP.from_pretrained(name_or_path or default_model_path())
-
+    limit_onednn_primitive_cache()
+    spec = default_model_path() if spec is None else spec
+    if str(spec).startswith(RANDOM_PREFIX):
+        config = get_model_config(str(spec).removeprefix(RANDOM_PREFIX))
+        # A config that names its encoders by source only (whisper-base-e5small) carries no
+        # architecture to build at random: the real encoders give it, around random heads.
+        has_architecture = config.audio_encoder_config is not None and config.text_encoder_config is not None
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # the same weights in every process: ranks of a sharded run agree
+            model = VoiceCLAP.from_config(config, load_base_weights=not has_architecture)
+        print(f"voiceclap: warning: {spec} has random weights; its scores mean nothing", file=sys.stderr)
+    else:
+        path = Path(spec)
+        if path.exists() and not (path / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"{spec} is not a VoiceCLAP model directory (it has no {CONFIG_NAME})")
+        if not path.exists() and not HUB_ID.match(str(spec)):
+            raise FileNotFoundError(f"no model directory {str(spec)!r} (and it is not a hub id like org/name)")
+        model = VoiceCLAP.from_pretrained(spec)
+    model.eval()
+    return model.to(device) if device else model

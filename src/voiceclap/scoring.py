@@ -1,6 +1,6 @@
 """Batch scoring engine: every manifest row ends as a score or an explicit error.
 
-How a run goes (`score_manifest`):
+How a run goes (`score_manifest`, with a :class:`ScoringEngine`):
 
 1. Rows already in the output (``resume=True``) are skipped; the rest are cut into windows of
    ``window_batches * batch_size`` rows. A thread pool decodes the next window while the model
@@ -11,9 +11,8 @@ How a run goes (`score_manifest`):
    audio (by default 60 s on a CPU, 960 s on a GPU): attention memory grows with clips x length^2,
    and 16 clips of 30 s would need over 1 GB for the attention weights alone.
    Scores do not depend on the batch a clip lands in (masked pooling ignores padding).
-3. Each unique transcript goes through the text tower once; embeddings are kept in an LRU cache of
-   ``text_cache_size`` entries, so a transcript repeated across the manifest (one sentence, many
-   systems) is usually not encoded again.
+3. The backend scores a batch: the CLAP (:class:`ClapBackend`) sends each unique transcript through
+   the text tower once and keeps its embedding in an LRU cache.
 4. Records are appended to the output and flushed after every batch, so a killed run loses at most
    the batch in flight. At the end the output is rewritten in input order (atomically, via a
    temporary file and a rename) and a :class:`Summary` is computed from it.
@@ -52,7 +51,7 @@ import sys
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,7 +59,8 @@ import numpy as np
 import torch
 
 from . import audio as A
-from .manifest import Manifest, ManifestRow, transcript_problem
+from .clips import Clip, decode_clip
+from .manifest import Manifest, transcript_problem
 from .model import VoiceCLAP
 
 SILENCE_PEAK = 1e-3  # -60 dBFS: below any real recording's speech peaks
@@ -88,166 +88,38 @@ class ScoringError(RuntimeError):
     """Nothing could be scored (bad output path, an output from another manifest, ...)."""
 
 
-def fields_for(model: VoiceCLAP) -> list[str]:
-    """Output columns; ``estimated_wer`` only for a calibrated model."""
-    calibrated = ["estimated_wer"] if model.calibration is not None else []
-    return ["row", "id", "audio", "language", "system", "score", *calibrated, "duration", *FLAGS, "error"]
+# ----- what the engine scores with -----
 
 
-# ----- decoding -----
+class ClapBackend:
+    """The CLAP: cosine of the clip's and the transcript's embeddings. Each distinct transcript goes
+    through the text tower once and stays in an LRU cache of ``text_cache_size`` entries, so a
+    transcript repeated across the manifest (one sentence, many systems) is usually not encoded again."""
 
-
-@dataclass
-class DecodedClip:
-    row: ManifestRow
-    waveform: np.ndarray | None = None  # 16 kHz mono, at most max_audio_seconds
-    duration: float | None = None  # of the whole decoded file, seconds
-    truncated: bool = False
-    error: str | None = None
-
-
-def decode_clip(row: ManifestRow, max_samples: int) -> DecodedClip:
-    """Decode one row's audio; every failure becomes the row's error, never an exception."""
-    try:
-        waveform = A.load_audio(row.audio_path)
-    except A.AudioDecodeError as error:
-        return DecodedClip(row, error=str(error))
-    except OSError as error:  # a directory, no permission, an I/O error
-        return DecodedClip(row, error=f"cannot read {row.audio_path}: {error.strerror or error}")
-    except Exception as error:  # noqa: BLE001 - third-party decoders raise anything; one file must not end the run
-        return DecodedClip(row, error=f"cannot decode audio: {type(error).__name__}: {error}")
-    return DecodedClip(
-        row,
-        waveform=waveform[:max_samples],
-        duration=len(waveform) / A.SAMPLE_RATE,
-        truncated=len(waveform) > max_samples,
-    )
-
-
-# ----- the engine -----
-
-
-def base_record(row: ManifestRow, fields: Sequence[str]) -> dict:
-    record = dict.fromkeys(fields)
-    record.update(row=row.index, id=row.id, audio=row.audio, language=row.language, system=row.system)
-    record.update(dict.fromkeys(FLAGS, False), duplicate_id=row.duplicate_id)
-    return record
-
-
-class Scorer:
-    """Scores manifest rows with a model; see the module docstring for the pipeline."""
-
-    def __init__(
-        self,
-        model: VoiceCLAP,
-        batch_size: int = 16,
-        batch_seconds: float | None = None,
-        decode_workers: int = 2,
-        window_batches: int = 8,
-        text_cache_size: int = 16384,
-    ):
-        device = next(model.parameters()).device
-        batch_seconds = default_batch_seconds(device) if batch_seconds is None else batch_seconds
-        if batch_size < 1 or decode_workers < 1 or window_batches < 1 or batch_seconds <= 0:
-            raise ValueError("batch_size, decode_workers, window_batches and batch_seconds must be positive")
+    def __init__(self, model: VoiceCLAP, text_cache_size: int = 16384):
         self.model = model.eval()
-        # On a CPU one 30 s seed-pooled clip keeps both cores busy, and two per batch were slower per
-        # clip (0.62 against 0.58 s, 100 clips, whisper-base); short masked clips do gain from batching.
-        on_cpu = device.type == "cpu"
-        self.batch_size = 1 if on_cpu and model.config.audio_pooling == "seed" else batch_size
-        self.batch_samples = batch_seconds * A.SAMPLE_RATE
-        self.decode_workers = decode_workers
-        self.window = batch_size * window_batches
+        self.device = next(model.parameters()).device
+        self.max_seconds = model.config.max_audio_seconds
+        # Seed pooling pads every clip to 30 s: that, not the clip, is what a batch costs.
+        self.padded_seconds = A.CHUNK_LENGTH if model.config.audio_pooling == "seed" else None
         self.text_cache_size = text_cache_size
-        self.fields = fields_for(model)
-        self.max_samples = int(model.config.max_audio_seconds * A.SAMPLE_RATE)
         self._text_cache: OrderedDict[str, tuple[torch.Tensor, bool]] = OrderedDict()
 
-    def score_rows(self, rows: Iterable[ManifestRow]) -> Iterator[list[dict]]:
-        """Records for `rows`, one list per batch (failed rows come in lists of their own)."""
-        rows = list(rows)
-        windows = [rows[i : i + self.window] for i in range(0, len(rows), self.window)]
-        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="voiceclap-decode") as pool:
-            submit = lambda window: [
-                pool.submit(decode_clip, row, self.max_samples) for row in window if row.error is None
-            ]
-            pending: list[Future] = submit(windows[0]) if windows else []
-            for k, window in enumerate(windows):
-                current = pending
-                # Queue the next window now: it decodes while this one is on the model.
-                pending = submit(windows[k + 1]) if k + 1 < len(windows) else []
-                failed = [self._error(row, row.error) for row in window if row.error is not None]
-                clips = [future.result() for future in current]
-                failed += [self._error(c.row, c.error) for c in clips if c.error is not None]
-                if failed:
-                    yield failed
-                yield from self._score_window([c for c in clips if c.error is None])
+    @property
+    def calibrated(self) -> bool:
+        return self.model.calibration is not None
 
-    def _error(self, row: ManifestRow, message: str) -> dict:
-        record = base_record(row, self.fields)
-        record["error"] = " ".join(message.split())  # one line, whatever the decoder said
-        return record
-
-    def _score_window(self, clips: list[DecodedClip]) -> Iterator[list[dict]]:
-        clips.sort(key=lambda c: len(c.waveform))
-        self._encode_texts({c.row.text for c in clips})
-        for batch in self._batches(clips):
-            try:
-                yield self._score_batch(batch)
-            except Exception as error:  # noqa: BLE001 - a model failure on one batch must not end the run
-                # Retry one by one, so that only the clip that breaks the model fails.
-                if len(batch) == 1:
-                    yield [self._error(batch[0].row, f"model error: {type(error).__name__}: {error}")]
-                else:
-                    for clip in batch:
-                        yield from self._score_window([clip])
-
-    def _batches(self, clips: list[DecodedClip]) -> Iterator[list[DecodedClip]]:
-        """Consecutive runs of length-sorted clips within both the clip and the padded-audio budget."""
-        seed = self.model.config.audio_pooling == "seed"
-        batch: list[DecodedClip] = []
-        for clip in clips:
-            padded = A.N_SAMPLES if seed else len(clip.waveform)  # sorted: this clip is the longest
-            if batch and (len(batch) == self.batch_size or (len(batch) + 1) * padded > self.batch_samples):
-                yield batch
-                batch = []
-            batch.append(clip)
-        if batch:
-            yield batch
+    def estimate_wer(self, scores: np.ndarray) -> np.ndarray | None:
+        return self.model.estimate_wer(scores)
 
     @torch.inference_mode()
-    def _score_batch(self, batch: list[DecodedClip]) -> list[dict]:
-        audio = self.model.embed_audio_batch(self.model.prepare_audio([c.waveform for c in batch]))
-        text = torch.stack([self._text_embedding(c.row.text)[0] for c in batch]).to(audio.device)
-        scores = (audio * text).sum(-1).float().cpu().numpy()
-        estimated = self.model.estimate_wer(scores)
-        records = []
-        for i, clip in enumerate(batch):
-            record = base_record(clip.row, self.fields)
-            record.update(
-                score=round(float(scores[i]), 6),
-                duration=round(clip.duration, 3),
-                truncated_audio=clip.truncated,
-                truncated_text=self._text_embedding(clip.row.text)[1],
-                silent=bool(np.abs(clip.waveform).max() < SILENCE_PEAK),
-            )
-            if estimated is not None:
-                record["estimated_wer"] = round(float(estimated[i]), 6)
-            records.append(record)
-        return records
-
-    def _text_embedding(self, text: str) -> tuple[torch.Tensor, bool]:
-        self._text_cache.move_to_end(text)
-        return self._text_cache[text]
-
-    @torch.inference_mode()
-    def _encode_texts(self, texts: set[str]) -> None:
+    def prepare(self, texts: set[str]) -> None:
         """Text-tower pass over the transcripts not in the cache, in length-sorted batches."""
         for text in texts & self._text_cache.keys():
             self._text_cache.move_to_end(text)  # in use: evicted last
         new = sorted((t for t in texts if t not in self._text_cache), key=len)
-        for start in range(0, len(new), self.batch_size):
-            chunk = new[start : start + self.batch_size]
+        for start in range(0, len(new), 64):
+            chunk = new[start : start + 64]
             tokens = self.model.tokenize(chunk)
             embeddings = self.model.embed_text_batch(tokens).float().cpu()
             for text, embedding, truncated in zip(chunk, embeddings, tokens.truncated):
@@ -256,11 +128,147 @@ class Scorer:
         while len(self._text_cache) > max(self.text_cache_size, len(texts)):
             self._text_cache.popitem(last=False)
 
+    @torch.inference_mode()
+    def score(self, clips: Sequence[Clip]) -> tuple[np.ndarray, list[bool]]:
+        """Decoded clips (their texts prepared) -> (scores, transcript truncated per clip)."""
+        audio = self.model.embed_audio_batch(self.model.prepare_audio([c.audio for c in clips]))
+        texts = [self._text_cache[c.text] for c in clips]
+        text = torch.stack([embedding for embedding, _ in texts]).to(audio.device)
+        return (audio * text).sum(-1).float().cpu().numpy(), [truncated for _, truncated in texts]
 
-def score_pair(model: VoiceCLAP, audio: str | os.PathLike, text: str) -> dict:
+
+def fields_for(backend: ClapBackend) -> list[str]:
+    """Output columns; ``estimated_wer`` only for a calibrated scorer."""
+    calibrated = ["estimated_wer"] if backend.calibrated else []
+    return ["row", "id", "audio", "language", "system", "score", *calibrated, "duration", *FLAGS, "error"]
+
+
+# ----- the engine -----
+
+
+def decode_row(clip: Clip) -> Clip:
+    """One row's audio decoded (whole); every failure becomes the row's error, never an exception."""
+    try:
+        return decode_clip(clip)
+    except A.AudioDecodeError as error:
+        message = str(error)
+    except OSError as error:  # a directory, no permission, an I/O error
+        message = f"cannot read {clip.audio}: {error.strerror or error}"
+    except Exception as error:  # noqa: BLE001 - third-party decoders raise anything; one file must not end the run
+        message = f"cannot decode audio: {type(error).__name__}: {error}"
+    return replace(clip, error=message)
+
+
+def base_record(clip: Clip, fields: Sequence[str]) -> dict:
+    record = dict.fromkeys(fields)
+    record.update(row=clip.row, id=clip.id, audio=clip.extra.get("audio"), language=clip.language, system=clip.speaker)
+    record.update(dict.fromkeys(FLAGS, False), duplicate_id=clip.duplicate_id)
+    return record
+
+
+class ScoringEngine:
+    """Scores manifest rows with a backend; see the module docstring for the pipeline."""
+
+    def __init__(
+        self,
+        backend: ClapBackend,
+        batch_size: int = 16,
+        batch_seconds: float | None = None,
+        decode_workers: int = 2,
+        window_batches: int = 8,
+    ):
+        batch_seconds = default_batch_seconds(backend.device) if batch_seconds is None else batch_seconds
+        if batch_size < 1 or decode_workers < 1 or window_batches < 1 or batch_seconds <= 0:
+            raise ValueError("batch_size, decode_workers, window_batches and batch_seconds must be positive")
+        self.backend = backend
+        # On a CPU one 30 s padded clip keeps both cores busy, and two per batch were slower per clip
+        # (0.62 against 0.58 s, 100 clips, whisper-base); short unpadded clips do gain from batching.
+        on_cpu = backend.device.type == "cpu"
+        self.batch_size = 1 if on_cpu and backend.padded_seconds else batch_size
+        self.batch_samples = batch_seconds * A.SAMPLE_RATE
+        self.decode_workers = decode_workers
+        self.window = batch_size * window_batches
+        self.fields = fields_for(backend)
+
+    def score_rows(self, clips: Iterable[Clip]) -> Iterator[list[dict]]:
+        """Records for manifest rows, one list per batch (failed rows come in lists of their own)."""
+        clips = list(clips)
+        windows = [clips[i : i + self.window] for i in range(0, len(clips), self.window)]
+        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="voiceclap-decode") as pool:
+
+            def submit(window: list[Clip]) -> list[Future]:
+                return [pool.submit(decode_row, clip) for clip in window if clip.error is None]
+
+            pending = submit(windows[0]) if windows else []
+            for k, window in enumerate(windows):
+                current = pending
+                # Queue the next window now: it decodes while this one is on the model.
+                pending = submit(windows[k + 1]) if k + 1 < len(windows) else []
+                failed = [self._error(clip, clip.error) for clip in window if clip.error is not None]
+                decoded = [future.result() for future in current]
+                failed += [self._error(clip, clip.error) for clip in decoded if clip.error is not None]
+                if failed:
+                    yield failed
+                yield from self._score_window([clip for clip in decoded if clip.error is None])
+
+    def _error(self, clip: Clip, message: str) -> dict:
+        record = base_record(clip, self.fields)
+        record["error"] = " ".join(message.split())  # one line, whatever the decoder said
+        return record
+
+    def _score_window(self, clips: list[Clip]) -> Iterator[list[dict]]:
+        clips.sort(key=lambda c: len(c.audio))
+        self.backend.prepare({c.text for c in clips})
+        for batch in self._batches(clips):
+            try:
+                yield self._score_batch(batch)
+            except Exception as error:  # noqa: BLE001 - a model failure on one batch must not end the run
+                # Retry one by one, so that only the clip that breaks the model fails.
+                if len(batch) == 1:
+                    yield [self._error(batch[0], f"model error: {type(error).__name__}: {error}")]
+                else:
+                    for clip in batch:
+                        yield from self._score_window([clip])
+
+    def _batches(self, clips: list[Clip]) -> Iterator[list[Clip]]:
+        """Consecutive runs of length-sorted clips within both the clip and the padded-audio budget."""
+        max_samples = int(self.backend.max_seconds * A.SAMPLE_RATE)
+        padded = self.backend.padded_seconds
+        batch: list[Clip] = []
+        for clip in clips:
+            # Sorted: this clip is the longest of the batch so far.
+            length = int(padded * A.SAMPLE_RATE) if padded else min(len(clip.audio), max_samples)
+            if batch and (len(batch) == self.batch_size or (len(batch) + 1) * length > self.batch_samples):
+                yield batch
+                batch = []
+            batch.append(clip)
+        if batch:
+            yield batch
+
+    def _score_batch(self, batch: list[Clip]) -> list[dict]:
+        max_samples = int(self.backend.max_seconds * A.SAMPLE_RATE)
+        scores, text_truncated = self.backend.score([replace(c, audio=c.audio[:max_samples]) for c in batch])
+        estimated = self.backend.estimate_wer(scores)
+        records = []
+        for i, clip in enumerate(batch):
+            record = base_record(clip, self.fields)
+            record.update(
+                score=round(float(scores[i]), 6),
+                duration=round(len(clip.audio) / A.SAMPLE_RATE, 3),
+                truncated_audio=len(clip.audio) > max_samples,
+                truncated_text=text_truncated[i],
+                silent=bool(np.abs(clip.audio).max() < SILENCE_PEAK),
+            )
+            if estimated is not None:
+                record["estimated_wer"] = round(float(estimated[i]), 6)
+            records.append(record)
+        return records
+
+
+def score_pair(backend: ClapBackend, audio: str | os.PathLike, text: str) -> dict:
     """One (audio file, transcript) pair -> the same record a manifest row would get."""
-    row = ManifestRow(0, "pair", str(audio), str(audio), text, error=transcript_problem(text))
-    (records,) = Scorer(model, batch_size=1, decode_workers=1).score_rows([row])
+    clip = Clip("pair", text, audio=str(audio), row=0, error=transcript_problem(text), extra={"audio": str(audio)})
+    (records,) = ScoringEngine(backend, batch_size=1, decode_workers=1).score_rows([clip])
     return records[0]
 
 
@@ -379,6 +387,38 @@ class Summary:
     output: str = ""
     first_errors: list[str] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, records: Sequence[dict], output: str = "") -> Summary:
+        """Mean, median and count of scores overall, per language and per system; failures counted."""
+        scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+        failures: dict[tuple[str, str], int] = defaultdict(int)
+        for record in records:
+            keys = [("all", "all"), ("language", record.get("language") or "-"), ("system", record.get("system") or "-")]
+            for key in keys:
+                if record.get("error"):
+                    failures[key] += 1
+                else:
+                    scores[key].append(record["score"])
+        groups: dict[str, dict[str, dict]] = {"all": {}, "language": {}, "system": {}}
+        for key in sorted(set(scores) | set(failures), key=lambda k: (list(groups).index(k[0]), k[1])):
+            values = scores.get(key, [])
+            groups[key[0]][key[1]] = {
+                "count": len(values),
+                "mean": statistics.fmean(values) if values else None,
+                "median": statistics.median(values) if values else None,
+                "failed": failures.get(key, 0),
+            }
+        errors = [r for r in records if r.get("error")]
+        return cls(
+            total=len(records),
+            scored=len(records) - len(errors),
+            failed=len(errors),
+            flags={flag: sum(bool(r.get(flag)) for r in records) for flag in FLAGS},
+            groups=groups,
+            output=output,
+            first_errors=[f"row {r['row'] + 1} ({r['id']}): {r['error']}" for r in errors[:3]],
+        )
+
     @property
     def exit_code(self) -> int:
         return 0 if self.failed == 0 else 1
@@ -409,38 +449,6 @@ class Summary:
         return "\n".join(lines)
 
 
-def summarize(records: Sequence[dict], output: str = "") -> Summary:
-    """Mean, median and count of scores overall, per language and per system; failures counted."""
-    scores: dict[tuple[str, str], list[float]] = defaultdict(list)
-    failures: dict[tuple[str, str], int] = defaultdict(int)
-    for record in records:
-        keys = [("all", "all"), ("language", record.get("language") or "-"), ("system", record.get("system") or "-")]
-        for key in keys:
-            if record.get("error"):
-                failures[key] += 1
-            else:
-                scores[key].append(record["score"])
-    groups: dict[str, dict[str, dict]] = {"all": {}, "language": {}, "system": {}}
-    for key in sorted(set(scores) | set(failures), key=lambda k: (list(groups).index(k[0]), k[1])):
-        values = scores.get(key, [])
-        groups[key[0]][key[1]] = {
-            "count": len(values),
-            "mean": statistics.fmean(values) if values else None,
-            "median": statistics.median(values) if values else None,
-            "failed": failures.get(key, 0),
-        }
-    errors = [r for r in records if r.get("error")]
-    return Summary(
-        total=len(records),
-        scored=len(records) - len(errors),
-        failed=len(errors),
-        flags={flag: sum(bool(r.get(flag)) for r in records) for flag in FLAGS},
-        groups=groups,
-        output=output,
-        first_errors=[f"row {r['row'] + 1} ({r['id']}): {r['error']}" for r in errors[:3]],
-    )
-
-
 # ----- sharding -----
 
 
@@ -454,20 +462,13 @@ class Shard:
     @classmethod
     def from_env(cls) -> Shard:
         """torchrun's RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE; a single process without them."""
-        env = lambda name, default: int(os.environ.get(name, default))
+        def env(name: str, default: int) -> int:
+            return int(os.environ.get(name, default))
+
         return cls(env("RANK", 0), env("WORLD_SIZE", 1), env("LOCAL_RANK", 0), env("LOCAL_WORLD_SIZE", 1))
 
-    def owns(self, row: ManifestRow) -> bool:
-        return row.index % self.world == self.rank
-
-
-def configure_threads(shard: Shard, threads: int | None = None) -> int:
-    """Split this machine's cores between the ranks on it (all of them for a single process)."""
-    if threads is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        threads = max(1, cores // shard.local_world)
-    torch.set_num_threads(threads)
-    return threads
+    def owns(self, clip: Clip) -> bool:
+        return clip.row % self.world == self.rank
 
 
 def default_device(shard: Shard) -> torch.device:
@@ -491,7 +492,7 @@ def _check_belongs(records: Iterable[dict], manifest: Manifest, source: Path) ->
     found: dict[int, dict] = {}
     for record in records:
         index = record.get("row")
-        if not isinstance(index, int) or not 0 <= index < len(manifest.rows) or manifest.rows[index].id != record.get("id"):
+        if not isinstance(index, int) or not 0 <= index < len(manifest.clips) or manifest.clips[index].id != record.get("id"):
             raise ScoringError(
                 f"{source} does not match {manifest.path} (record {record.get('row')!r}, id {record.get('id')!r}); "
                 "score into a new file or drop --resume"
@@ -501,7 +502,7 @@ def _check_belongs(records: Iterable[dict], manifest: Manifest, source: Path) ->
 
 
 def score_manifest(
-    model: VoiceCLAP,
+    backend: ClapBackend,
     manifest: Manifest,
     output: str | os.PathLike,
     *,
@@ -518,7 +519,7 @@ def score_manifest(
     output = Path(output)
     fmt = output_format(output)
     shard = shard or Shard.from_env()
-    scorer = Scorer(model, batch_size=batch_size, batch_seconds=batch_seconds, decode_workers=decode_workers)
+    engine = ScoringEngine(backend, batch_size=batch_size, batch_seconds=batch_seconds, decode_workers=decode_workers)
     sharded = shard.world > 1
     own_group = sharded and not torch.distributed.is_initialized()
     if own_group:
@@ -528,14 +529,14 @@ def score_manifest(
     if resume:
         sources = [output, *_all_parts(output)]
         for source in sources:
-            done.update(_check_belongs(read_records(source, scorer.fields if source == output else None), manifest, source))
-    todo = [row for row in manifest.rows if shard.owns(row) and row.index not in done]
+            done.update(_check_belongs(read_records(source, engine.fields if source == output else None), manifest, source))
+    todo = [clip for clip in manifest.clips if shard.owns(clip) and clip.row not in done]
 
     working = part_path(output, shard) if sharded else output
-    writer = RecordWriter(working, "jsonl" if sharded else fmt, scorer.fields, append=resume)
+    writer = RecordWriter(working, "jsonl" if sharded else fmt, engine.fields, append=resume)
     bar = _progress(len(todo), progress if shard.rank == 0 else False)
     try:
-        for records in scorer.score_rows(todo):
+        for records in engine.score_rows(todo):
             writer.write(records)
             bar.update(len(records))
     finally:
@@ -546,7 +547,7 @@ def score_manifest(
     if sharded:
         torch.distributed.barrier()
     if shard.rank == 0:
-        summary = _merge(manifest, output, fmt, scorer.fields, resume, shard)
+        summary = _merge(manifest, output, fmt, engine.fields, resume, shard)
     if sharded:
         shared = [summary]
         torch.distributed.broadcast_object_list(shared, src=0)
@@ -572,10 +573,10 @@ def _merge(manifest: Manifest, output: Path, fmt: str, fields: Sequence[str], re
     for source in sources:
         for index, record in _check_belongs(read_records(source, fields if source == output else None), manifest, source).items():
             by_row.setdefault(index, record)
-    missing = [row.id for row in manifest.rows if row.index not in by_row]
+    missing = [clip.id for clip in manifest.clips if clip.row not in by_row]
     if missing:
         raise ScoringError(f"{len(missing)} rows have no record after scoring, e.g. {missing[:3]}")
-    records = [{f: by_row[i].get(f) for f in fields} for i in range(len(manifest.rows))]
+    records = [{f: by_row[i].get(f) for f in fields} for i in range(len(manifest.clips))]
     temporary = output.with_name(output.name + ".tmp")
     with open(temporary, "w", encoding="utf-8", newline="") as f:
         if fmt == "csv":
@@ -584,7 +585,7 @@ def _merge(manifest: Manifest, output: Path, fmt: str, fields: Sequence[str], re
     os.replace(temporary, output)
     for part in parts:
         part.unlink()
-    return summarize(records, str(output))
+    return Summary.of(records, str(output))
 
 
 def _progress(total: int, enabled: bool | None):

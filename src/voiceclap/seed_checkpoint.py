@@ -34,8 +34,8 @@ _AUDIO_RENAMES = {
     "audio.encoder.positional_embedding": "audio.encoder.embed_positions.weight",
     "audio.encoder.ln_post.weight": "audio.encoder.layer_norm.weight",
     "audio.encoder.ln_post.bias": "audio.encoder.layer_norm.bias",
-    "audio.encoder.proj.weight": "audio.frame_proj.weight",
-    "audio.encoder.proj.bias": "audio.frame_proj.bias",
+    "audio.encoder.proj.weight": "audio.head.frame_proj.weight",
+    "audio.encoder.proj.bias": "audio.head.frame_proj.bias",
 }
 # Present in the seed's files, unused by its forward pass.
 _UNUSED = {"audio.encoder.audio_bos_eos_token", "text.transformer.embeddings.position_ids"}
@@ -66,7 +66,10 @@ def _rename(key: str) -> str | None:
         return key
     if key.startswith("text.transformer."):
         return "text.encoder." + key.removeprefix("text.transformer.")
-    if key.startswith(("audio.proj.", "text.proj.")) or key in ("logit_scale", "logit_bias"):
+    if key.startswith(("audio.proj.", "text.proj.")):
+        tower, rest = key.split(".", 1)
+        return f"{tower}.head.{rest}"
+    if key in ("logit_scale", "logit_bias"):
         return key
     raise MissingWeightsError(f"tensor {key!r} has no place in the seed architecture")
 

@@ -35,7 +35,6 @@ import queue
 import random
 import signal
 import sys
-import tarfile
 import threading
 import time
 from collections import Counter
@@ -48,6 +47,7 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
+from voiceclap.clips import Clip, write_shard
 from voiceclap.corpus import augment
 from voiceclap.corpus.sentences import LANGUAGES, default_sources_dir, load_sentences
 from voiceclap.corpus.tts import (
@@ -424,18 +424,27 @@ def _render(clip: dict) -> tuple[bytes, float]:
     return buffer.getvalue(), len(audio) / SAMPLE_RATE
 
 
-def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644  # mtime stays 0: identical plans give identical bytes
-    tar.addfile(info, io.BytesIO(data))
+def _record(clip: dict, duration: float) -> Clip:
+    """A planned clip as the shared clip record: the text is what the audio says."""
+    extra = {k: v for k, v in clip.items() if k not in ("id", "text", "language", "speaker", "seed", "spoken_text",
+                                                          "intended_text", "true_wer")}
+    return Clip(
+        clip["id"],
+        clip.get("spoken_text", clip["text"]),
+        clip["language"],
+        duration=round(duration, 3),
+        speaker=clip["speaker"],
+        source=clip["engine"],
+        intended_text=clip.get("intended_text"),
+        true_wer=clip.get("true_wer"),
+        extra=extra,
+    )
 
 
 def _write_shard(job: tuple[str, list[dict]]) -> dict:
-    """Write one shard (temp name, then rename) and its stats file; returns the stats."""
+    """Write one shard (atomically, see voiceclap.clips.write_shard) and its stats file; returns the stats."""
     path_str, clips = job
     path = Path(path_str)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     stats: dict = {
         "shard": f"{path.parent.name}/{path.name}",
         "clips": 0,
@@ -446,7 +455,9 @@ def _write_shard(job: tuple[str, list[dict]]) -> dict:
         "seconds_by_language": Counter(),
     }
     pending = 0
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+
+    def rendered():
+        nonlocal pending
         for clip in clips:
             try:
                 flac, duration = _render(clip)
@@ -458,28 +469,26 @@ def _write_shard(job: tuple[str, list[dict]]) -> dict:
                 if _progress_queue is not None and pending >= 10:
                     _progress_queue.put(pending)
                     pending = 0
-            record = {key: value for key, value in clip.items() if key != "seed"}
-            record["duration"] = round(duration, 3)
-            _add_member(
-                tar,
-                f"{clip['id']}.json",
-                json.dumps(record, ensure_ascii=False).encode("utf-8"),
-            )
-            _add_member(tar, f"{clip['id']}.flac", flac)
             stats["clips"] += 1
             stats["seconds"] += duration
             stats["by_language"][clip["language"]] += 1
             stats["seconds_by_language"][clip["language"]] += duration
             stats["by_voice"][clip["speaker"]] += 1
+            yield _record(clip, duration), flac
+
+    write_shard(path, rendered())
     if _progress_queue is not None and pending:
         _progress_queue.put(pending)
-    stats_path = path.with_name(path.name.replace(".tar", ".stats.json"))
+    # The stats file comes last, atomically: a shard is done when its stats file exists.
+    stats_path = _stats_path(path)
     stats_tmp = stats_path.with_name(f"{stats_path.name}.tmp-{os.getpid()}")
     stats_tmp.write_text(json.dumps(stats, indent=1, ensure_ascii=False))
-    # Stats first, then the tar: a shard counts as done when its tar exists, and then its stats do too.
     os.replace(stats_tmp, stats_path)
-    os.replace(tmp, path)
     return stats
+
+
+def _stats_path(shard: Path) -> Path:
+    return shard.with_name(shard.name.replace(".tar", ".stats.json"))
 
 
 # ---------------------------------------------------------------- driver
@@ -571,7 +580,7 @@ def _run_jobs(jobs: list[tuple[str, list[dict]]], workers: int, progress: bool) 
         bar.close()
 
 
-def summarize(out: Path) -> dict:
+def corpus_summary(out: Path) -> dict:
     """Totals over the finished shards of ``out`` (reads the per-shard stats files)."""
     summary: dict = {
         "clips": 0,
@@ -591,12 +600,8 @@ def summarize(out: Path) -> dict:
             "by_language": Counter(),
             "voices": Counter(),
         }
-        for tar_path in sorted((out / split).glob("shard-*.tar")):
-            stats = json.loads(
-                tar_path.with_name(
-                    tar_path.name.replace(".tar", ".stats.json")
-                ).read_text()
-            )
+        for stats_path in sorted((out / split).glob("shard-*.stats.json")):
+            stats = json.loads(stats_path.read_text())
             entry["shards"] += 1
             entry["clips"] += stats["clips"]
             entry["hours"] += stats["seconds"] / 3600
@@ -645,7 +650,7 @@ def build_corpus(config: BuildConfig) -> dict:
     _check_plan_file(out, info)
 
     jobs = _shard_jobs(out, plan, config.shard_size)
-    todo = [job for job in jobs if not Path(job[0]).exists()]
+    todo = [job for job in jobs if not _stats_path(Path(job[0])).exists()]
     todo_clips = sum(len(clips) for _, clips in todo)
     print(
         f"plan: {sum(info['clips'].values())} clips in {len(jobs)} shards ({info['clips']}); "
@@ -656,7 +661,7 @@ def build_corpus(config: BuildConfig) -> dict:
     _run_jobs(todo, config.workers, config.progress)
     elapsed = time.time() - synth_started
 
-    summary = summarize(out)
+    summary = corpus_summary(out)
     summary.update(
         plan={key: info[key] for key in info if key != "fingerprint"},
         fingerprint=info["fingerprint"],

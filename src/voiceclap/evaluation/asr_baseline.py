@@ -1,10 +1,10 @@
 """The ASR-WER baseline VoiceCLAP is meant to replace: transcribe, normalize, WER against the intended text.
 
-The transcriber is injected (:class:`Transcriber`), so the plumbing is testable without weights;
+Used as a scorer by :class:`voiceclap.evaluation.scorers.AsrScorer`. The transcriber is injected
+(:class:`Transcriber`), so the plumbing is testable without weights;
 the real one is faster-whisper running Whisper base offline (``offline:whisper-base-ct2`` from
 ``voiceclap.weights``), the language given rather than detected (detection mislabels robotic
-TTS), greedy decoding (beam 1) by default. WER goes through ``voiceclap.metrics.error_rate``, so ASR-WER,
-true WER and the corruption labels are normalized and counted the same way.
+TTS), greedy decoding (beam 1) by default.
 
 Transcripts are cached in a JSONL file keyed by the transcriber's identity (model, settings,
 library version), the language and the audio samples: a rerun, or an evaluation of another
@@ -19,26 +19,17 @@ import importlib.metadata
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from voiceclap.metrics import error_rate
+from voiceclap.clips import Clip
 from voiceclap.weights import INSTALL_COMMAND, cache_root, resolve_encoder_source
 
-from .data import EvalClip
-
-__all__ = [
-    "DEFAULT_ASR_MODEL",
-    "FasterWhisperTranscriber",
-    "Transcriber",
-    "TranscriptCache",
-    "asr_error_rates",
-    "default_cache_path",
-]
+__all__ = ["DEFAULT_ASR_MODEL", "FasterWhisperTranscriber", "Transcriber", "TranscriptCache", "default_cache_path", "transcribe"]
 
 DEFAULT_ASR_MODEL = "offline:whisper-base-ct2"
 
@@ -141,52 +132,22 @@ class TranscriptCache:
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
 
-def asr_error_rates(
-    clips: Sequence[EvalClip],
-    transcriber: Transcriber,
-    cache: TranscriptCache | None = None,
-    progress: bool = True,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Transcribe each clip and score the transcript against its intended text (its ``text`` when
-    it has none). Returns (summary, rows); a row per transcribed clip:
-    ``{"id", "hypothesis", "asr_wer", "seconds", "cached"}``.
-
-    ``summary["seconds"]`` is the transcription time of all clips as measured when each was
-    transcribed (taken from the cache for cached clips), ``wall_seconds`` what this call took.
-    """
-    start = time.perf_counter()
-    rows, skipped = [], []
+def transcribe(
+    clips: Sequence[Clip], transcriber: Transcriber, cache: TranscriptCache | None = None, progress: bool = True
+) -> Iterator[tuple[str, float, bool]]:
+    """(transcript, seconds it took when transcribed, whether it came from the cache) per decoded clip.
+    Raises ValueError for a clip in a language the ASR model does not know."""
     for clip in tqdm(clips, desc="ASR baseline", unit="clip", disable=not progress):
         if not transcriber.supports(clip.language):
-            skipped.append({"id": clip.id, "reason": f"the ASR model has no language {clip.language!r}"})
-            continue
+            raise ValueError(f"clip {clip.id}: the ASR model has no language {clip.language!r}")
         key = TranscriptCache.key(transcriber.identity, clip.language, clip.audio)
         entry = cache.get(key) if cache is not None else None
-        if entry is None:
-            t0 = time.perf_counter()
-            text = transcriber.transcribe(clip.audio, clip.language)
-            seconds = time.perf_counter() - t0
-            if cache is not None:
-                cache.put(key, text, seconds)
-        else:
-            text, seconds = entry["text"], entry["seconds"]
-        reference = clip.intended_text if clip.intended_text is not None else clip.text
-        rows.append(
-            {
-                "id": clip.id,
-                "hypothesis": text,
-                "asr_wer": error_rate(reference, text, clip.language),
-                "seconds": seconds,
-                "cached": entry is not None,
-            }
-        )
-    summary = {
-        "transcriber": transcriber.identity,
-        "load_seconds": transcriber.load_seconds,
-        "n_clips": len(rows),
-        "n_cached": sum(r["cached"] for r in rows),
-        "seconds": sum(r["seconds"] for r in rows),
-        "wall_seconds": time.perf_counter() - start,
-        "skipped": skipped,
-    }
-    return summary, rows
+        if entry is not None:
+            yield entry["text"], entry["seconds"], True
+            continue
+        start = time.perf_counter()
+        text = transcriber.transcribe(clip.audio, clip.language)
+        seconds = time.perf_counter() - start
+        if cache is not None:
+            cache.put(key, text, seconds)
+        yield text, seconds, False

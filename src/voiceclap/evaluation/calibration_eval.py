@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from voiceclap.calibration import Calibration
-
-from .data import id_hash
+from voiceclap.clips import id_hash
+from voiceclap.protocol import Row
 
 __all__ = ["CALIBRATION_SALT", "evaluate_calibration", "fit_calibration", "in_fit_half"]
 
@@ -26,25 +26,25 @@ def in_fit_half(clip_id: str) -> bool:
     return id_hash(clip_id, CALIBRATION_SALT) % 2 == 0
 
 
-def _arrays(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    return np.array([r["score"] for r in rows], dtype=np.float64), np.array([r["wer"] for r in rows], dtype=np.float64)
+def _arrays(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([r.score for r in rows], dtype=np.float64), np.array([r.wer for r in rows], dtype=np.float64)
 
 
-def evaluate_calibration(calibration: Calibration, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def evaluate_calibration(calibration: Calibration, rows: Sequence[Row]) -> dict[str, Any]:
     """MAE of the calibration's estimated WER against the rows' WER."""
     scores, wers = _arrays(rows)
     return {
         "n_rows": len(rows),
-        "n_clips": len({r["id"] for r in rows}),
+        "n_clips": len({r.clip.id for r in rows}),
         "mae": calibration.mean_absolute_error(scores, wers) if len(rows) else None,
     }
 
 
-def fit_calibration(rows: Sequence[dict[str, Any]]) -> tuple[Calibration | None, dict[str, Any]]:
+def fit_calibration(rows: Sequence[Row]) -> tuple[Calibration | None, dict[str, Any]]:
     """Fit on the rows of the fit half, test on the rest. Returns (calibration, summary); the
     calibration is None (and the summary says why) when a half has no rows."""
-    fit_rows = [r for r in rows if in_fit_half(r["id"])]
-    test_rows = [r for r in rows if not in_fit_half(r["id"])]
+    fit_rows = [r for r in rows if in_fit_half(r.clip.id)]
+    test_rows = [r for r in rows if not in_fit_half(r.clip.id)]
     summary: dict[str, Any] = {"split": f"clip-id hash ({CALIBRATION_SALT!r}), halves"}
     if not fit_rows or not test_rows:
         summary["undefined"] = "too few clips to split into a fit and a test half"
@@ -54,7 +54,7 @@ def fit_calibration(rows: Sequence[dict[str, Any]]) -> tuple[Calibration | None,
     constant = float(_arrays(fit_rows)[1].mean())
     summary.update(
         {
-            "fit": {"n_rows": len(fit_rows), "n_clips": len({r["id"] for r in fit_rows})},
+            "fit": {"n_rows": len(fit_rows), "n_clips": len({r.clip.id for r in fit_rows})},
             "test": evaluate_calibration(calibration, test_rows),
             "test_mae_constant_guess": float(np.mean(np.abs(test_wers - constant))),
             "n_knots": int(calibration.knots_x.size),

@@ -9,86 +9,89 @@ from pathlib import Path
 __all__ = ["DESCRIPTION", "EPILOG", "add_eval_arguments", "build_parser", "eval_from_args"]
 
 DESCRIPTION = """\
-Evaluate a VoiceCLAP model the way the field judges a WER substitute, and write a report directory.
+Evaluate scorers the way the field judges a WER substitute, and write a report directory.
 
-With --heldout (real or synthetic speech with its transcripts):
-  retrieval    audio->text and text->audio R@1/5/10 and median rank, with N, overall and per language;
-  corruption   the model card's protocol: each clip scored against its true transcript and
-               --k-corruptions corrupted ones at a spread of WER levels; Spearman/Kendall/Pearson of
-               score vs WER pooled over all (clip, candidate) rows, per language, 95% CIs from
-               resampling clips; and its text-prior control, the same rows scored against another
-               clip's audio of the same language (what the text alone earns: near 0 if the score listens);
-  calibration  with --fit-calibration, an isotonic score -> expected-WER map fitted on half of the
-               clips (by id hash), its MAE on the other half; saved beside the model.
-With --gold (clips whose audio says a corrupted text, true WER known by construction):
-  gold         correlation of the score against the intended text with the true WER, per language
-               and per system (TTS voice); with --asr, the ASR-WER baseline (faster-whisper,
-               language given) on the same clips, its correlation and the time each method took.
+Scorers (--scorers, default clap): clap, the VoiceCLAP model (--model); asr, the ASR-WER pipeline it
+replaces (faster-whisper, language given; score = minus the WER); teacher, Whisper's decoder asked
+for the likelihood of the text. Every set goes through every scorer, in one run, side by side.
+
+Sets (each flag takes [NAME=]PATH..., and may be repeated for several sets of that role):
+  --heldout  transcribed speech (synthetic held-out clips, recorded speech):
+             retrieval    audio->text and text->audio R@1/5/10 among the set's distinct transcripts
+                          (not for the teacher: N^2 decoder passes), and R@k among --pool
+                          same-language candidates;
+             corruption   the card's protocol: each clip against its transcript and --k-corruptions
+                          corrupted ones; Spearman/Kendall/Pearson of score vs WER pooled over all rows,
+                          per language, 95% CIs from resampling clips; and its text-prior control, the
+                          same rows against another clip's audio (near 0 if the score listens);
+             calibration  with --fit-calibration, an isotonic score -> expected-WER map for the clap
+                          scorer, fitted on half of the clips, tested on the other half, saved beside
+                          the model.
+  --gold     clips whose audio says a corrupted text (intended_text, true_wer): the score against the
+             intended text vs the true WER, per language and per system.
+  --pairs    fluent minimal pairs (each clip stores the variant it does not say): pair accuracy.
 
 Sets are WebDataset .tar shards in Emilia's layout (a folder, a glob or files) or a .jsonl/.tsv/.csv
-manifest (audio, text, language, [id], [system], [true_wer], [intended_text], [spoken_text]).
+manifest (audio, text, language, [id], [system], [intended_text], [true_wer]).
 """
 
 EPILOG = """\
 Output: OUT/report.json (every number, the model, data and command), OUT/report.md (tables),
-OUT/*_rows.jsonl (per clip / per candidate rows) and PNG plots.
+OUT/<set>_<scorer>_*_rows.jsonl (per clip / per candidate rows) and PNG plots.
 
-The ASR baseline runs offline after: pip install -e ".[offline]"
-Example: voiceclap eval --model runs/m1 --heldout data/corpus/heldout --gold data/corpus/gold --asr --out reports/m1
+The asr and teacher scorers run offline after: pip install -e ".[offline]"
+Example: voiceclap eval --heldout data/corpus/heldout --gold data/corpus/gold --scorers clap,asr --out reports/m1
 """
+
+SCORERS = ("clap", "asr", "teacher")
+
+
+def _named_paths(role: str):
+    """argparse type for "[NAME=]PATH": (name, path); the role is the default name."""
+
+    def parse(value: str) -> tuple[str, str]:
+        name, sep, path = value.partition("=")
+        return (name, path) if sep and name and "/" not in name else (role, value)
+
+    return parse
+
+
+def _scorer_list(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SCORERS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"scorers are a comma-separated subset of {', '.join(SCORERS)}")
+    return list(dict.fromkeys(names))
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The ``voiceclap eval`` options, added to ``parser`` (the CLI's sub-command parser)."""
-    from voiceclap.cli import (
-        MODEL_HELP,  # --model means the same in every voiceclap command
-    )
-
-    parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument(
-        "--heldout", nargs="+", metavar="PATH", help="held-out set: shard folder(s), glob(s), .tar files or a manifest"
+        "--model", help="clap scorer's model: a directory, hub id or random:<config> (default: the shipped model)"
     )
-    parser.add_argument(
-        "--gold", nargs="+", metavar="PATH", help="gold set (intended_text, true_wer per clip): shards or a manifest"
-    )
-    parser.add_argument(
-        "--out", required=True, metavar="DIR", help="report directory (created; files in it are overwritten)"
-    )
-    parser.add_argument(
-        "--max-clips", type=int, metavar="N", help="use a seeded uniform sample of at most N clips of each set"
-    )
-    parser.add_argument(
-        "--max-gold-clips", type=int, metavar="N",
-        help="sample size for the gold set alone (default: --max-clips); the ASR baseline runs on every gold clip",
-    )
-    parser.add_argument(
-        "--k-corruptions", type=int, default=5, metavar="K", help="corrupted transcripts per held-out clip (default 5)"
-    )
-    parser.add_argument(
-        "--fit-calibration",
-        action="store_true",
-        help="fit score -> expected WER on half the held-out clips and save it with the model",
-    )
-    parser.add_argument("--asr", action="store_true", help="run the ASR-WER baseline on the gold set")
-    parser.add_argument(
-        "--asr-model",
-        default="offline:whisper-base-ct2",
-        help="faster-whisper model directory or offline: source (default offline:whisper-base-ct2)",
-    )
+    parser.add_argument("--scorers", type=_scorer_list, default=["clap"], help="comma-separated (default clap)")
+    for role, what in (
+        ("heldout", "transcribed speech"),
+        ("gold", "gold clips (intended_text, true_wer)"),
+        ("pairs", "minimal pairs (a `variant` candidate per clip)"),
+    ):
+        parser.add_argument(
+            f"--{role}", nargs="+", action="append", type=_named_paths(role), metavar="[NAME=]PATH",
+            help=f"{what}: shard folder(s), glob(s), .tar files or a manifest",
+        )
+    parser.add_argument("--out", required=True, metavar="DIR", help="report directory (created; files in it are overwritten)")
+    parser.add_argument("--max-clips", type=int, metavar="N", help="a seeded uniform sample of at most N clips of each set")
+    parser.add_argument("--max-gold-clips", type=int, metavar="N", help="sample size for gold sets (default: --max-clips)")
+    parser.add_argument("--k-corruptions", type=int, default=5, metavar="K", help="corrupted transcripts per clip (default 5)")
+    parser.add_argument("--pool", type=int, default=60, metavar="N", help="same-language retrieval candidates (default 60)")
+    parser.add_argument("--fit-calibration", action="store_true", help="fit the clap score -> expected WER map and save it with the model")
+    parser.add_argument("--asr-model", default="offline:whisper-base-ct2", help="faster-whisper model directory or offline: source (default %(default)s)")
     parser.add_argument("--asr-compute-type", default="int8", help="CTranslate2 compute type (default int8)")
     parser.add_argument("--asr-beam", type=int, default=1, metavar="N", help="ASR beam size (default 1: greedy)")
-    parser.add_argument(
-        "--asr-cache", metavar="FILE", help="transcript cache (default <voiceclap cache>/asr/transcripts.jsonl)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the clip sample, the corruptions and the bootstrap (default 0)"
-    )
-    parser.add_argument(
-        "--n-boot", type=int, default=1000, metavar="N", help="bootstrap replicates for the 95%% CIs (default 1000)"
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=16, metavar="N", help="audio clips per model batch (default 16)"
-    )
+    parser.add_argument("--asr-cache", metavar="FILE", help="transcript cache (default <voiceclap cache>/asr/transcripts.jsonl)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the clip sample, the corruptions and the bootstrap (default 0)")
+    parser.add_argument("--n-boot", type=int, default=1000, metavar="N", help="bootstrap replicates for the 95%% CIs (default 1000)")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="audio clips per model batch (default 16)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
@@ -107,102 +110,95 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_summary(report: dict, out: Path) -> None:
     from .report import format_correlation
 
-    if "retrieval" in report and "overall" in report["retrieval"]:
-        a2t = report["retrieval"]["overall"]["audio_to_text"]
-        print(f"retrieval   audio->text R@1 {a2t['R@1']:.3f}  R@5 {a2t['R@5']:.3f}  (N = {a2t['N']})")
-    if "pooled" in report.get("corruption", {}):
-        corruption = report["corruption"]
-        print(f"corruption  Spearman rho(score, WER) {format_correlation(corruption['pooled']['spearman'])}")
-        print(f"            against other clips' audio {format_correlation(corruption['other_audio_control']['spearman'])}"
-              " (text-prior control: near 0 if the score listens)")
-    if "test" in report.get("calibration", {}):
-        print(f"calibration MAE on the test half {report['calibration']['test']['mae']:.3f}")
-    gold = report.get("gold", {})
-    if "voiceclap" in gold:
-        print(
-            f"gold        VoiceCLAP rho(score, true WER) {format_correlation(gold['voiceclap']['correlation']['spearman'])}"
-            f"  {gold['voiceclap']['seconds']:.1f} s"
-        )
-    if "asr" in gold:
-        print(
-            f"gold        ASR-WER  rho(ASR-WER, true WER) {format_correlation(gold['asr']['correlation']['spearman'])}"
-            f"  {gold['asr']['seconds']:.1f} s"
-        )
+    for set_name, entry in report["sets"].items():
+        for scorer, result in entry["results"].items():
+            head = f"{set_name:>10s} {scorer:>7s}"
+            if "overall" in result.get("retrieval", {}):
+                a2t = result["retrieval"]["overall"]["audio_to_text"]
+                print(f"{head}  retrieval R@1 {a2t['R@1']:.3f}  R@5 {a2t['R@5']:.3f}  (N = {a2t['N']})")
+            if "overall" in result.get("pooled_retrieval", {}):
+                pooled = result["pooled_retrieval"]
+                print(f"{head}  R@1 among {pooled['pool']} same-language candidates {pooled['overall']['R@1']:.3f}")
+            if "pooled" in result.get("corruption", {}):
+                c = result["corruption"]
+                print(f"{head}  corruption rho {format_correlation(c['pooled']['spearman'])}; "
+                      f"text-prior control {format_correlation(c['other_audio_control']['spearman'])}")
+            if "correlation" in result.get("gold", {}):
+                print(f"{head}  gold rho(score, true WER) {format_correlation(result['gold']['correlation']['spearman'])}")
+            if "accuracy" in result.get("pairs", {}):
+                print(f"{head}  minimal pairs {result['pairs']['accuracy']:.3f} (of {result['pairs']['n_pairs']})")
+            print(f"{head}  {result['seconds']:.1f} s")
     print(f"report: {out / 'report.md'}")
+
+
+def _scorers(args: argparse.Namespace, device: str, progress: bool):
+    """(scorers by name, the clap model or None, its directory or None)."""
+    import torch
+
+    from voiceclap.model import RANDOM_PREFIX, load_model
+    from voiceclap.pretrained import default_model_path
+    from voiceclap.runtime import quiet_transformers
+
+    from .scorers import AsrScorer, ClapScorer
+
+    quiet_transformers()
+    scorers, model, model_dir = {}, None, None
+    for name in args.scorers:
+        if name == "clap":
+            model = load_model(args.model, device)
+            # Where a fitted calibration is stored with the model: its local directory, if it has one.
+            if args.model is None:
+                model_dir = default_model_path()
+            elif not args.model.startswith(RANDOM_PREFIX) and Path(args.model).is_dir():
+                model_dir = Path(args.model)
+            scorers[name] = ClapScorer(model, args.batch_size, progress)
+        elif name == "asr":
+            from .asr_baseline import FasterWhisperTranscriber, TranscriptCache, default_cache_path
+
+            transcriber = FasterWhisperTranscriber(
+                args.asr_model, compute_type=args.asr_compute_type, beam_size=args.asr_beam,
+                device="cuda" if device.startswith("cuda") else "cpu",
+                cpu_threads=torch.get_num_threads(),  # the same threads as the model's, so times compare
+            )
+            scorers[name] = AsrScorer(transcriber, TranscriptCache(args.asr_cache or default_cache_path()), progress)
+        else:
+            from .scorers import TeacherScorer
+
+            scorers[name] = TeacherScorer.load(device=device, progress=progress)
+    return scorers, model, model_dir
 
 
 def eval_from_args(args: argparse.Namespace) -> int:
     """Run ``voiceclap eval``; 0 on success, 2 when the inputs are unusable (the message says why)."""
     import torch
 
-    from voiceclap.cli import RANDOM_PREFIX, CommandError, load_cli_model
-    from voiceclap.pretrained import default_model_path
+    from .pipeline import EvalOptions, run_evaluation
+    from .sets import load_eval_set
 
-    from .asr_baseline import (
-        FasterWhisperTranscriber,
-        TranscriptCache,
-        default_cache_path,
-    )
-    from .data import load_eval_set
-    from .pipeline import EvalOptions, evaluate
-    from .scorer import ModelScorer
-
-    if not args.heldout and not args.gold:
-        print("voiceclap eval: give --heldout, --gold or both", file=sys.stderr)
-        return 2
-    if args.asr and not args.gold:
-        print("voiceclap eval: --asr compares on the gold set; give --gold", file=sys.stderr)
+    requested = [(role, group) for role in ("heldout", "gold", "pairs") for group in getattr(args, role) or []]
+    if not requested:
+        print("voiceclap eval: give at least one of --heldout, --gold, --pairs", file=sys.stderr)
         return 2
     progress = not args.no_progress
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    transcriber = cache = None
     try:
-        # Model and ASR first: a wrong --model or a missing ASR install should fail before
-        # minutes of decoding.
-        model = load_cli_model(args.model, device)
-        # Where a fitted calibration is stored with the model: its local directory, if it has one.
-        if args.model is None:
-            model_dir = default_model_path()
-        elif not args.model.startswith(RANDOM_PREFIX) and Path(args.model).is_dir():
-            model_dir = Path(args.model)
-        else:
-            model_dir = None
-        if args.asr:
-            transcriber = FasterWhisperTranscriber(
-                args.asr_model,
-                compute_type=args.asr_compute_type,
-                beam_size=args.asr_beam,
-                device="cuda" if device.startswith("cuda") else "cpu",
-                # The same thread count as the model's, so the two methods' times compare.
-                cpu_threads=torch.get_num_threads(),
-            )
-            cache = TranscriptCache(args.asr_cache or default_cache_path())
-        heldout = (
-            load_eval_set(args.heldout, max_clips=args.max_clips, seed=args.seed, progress=progress)
-            if args.heldout
-            else None
-        )
-        gold = (
-            load_eval_set(args.gold, gold=True, max_clips=args.max_gold_clips or args.max_clips, seed=args.seed, progress=progress)
-            if args.gold
-            else None
-        )
+        # Scorers first: a wrong --model or a missing ASR install should fail before minutes of decoding.
+        scorers, model, model_dir = _scorers(args, device, progress)
+        sets = []
+        for role, group in requested:
+            name = group[0][0]
+            max_clips = args.max_gold_clips or args.max_clips if role == "gold" else args.max_clips
+            sets.append(load_eval_set([path for _, path in group], role, name, max_clips, args.seed, progress=progress))
+        if len({s.name for s in sets}) < len(sets):
+            raise ValueError("two sets share a name: name them NAME=PATH")
     # ManifestError is a ValueError; RuntimeError: faster-whisper or its offline weights missing.
-    except (CommandError, FileNotFoundError, ValueError, RuntimeError) as error:
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"voiceclap eval: {error}", file=sys.stderr)
         return 2
     settings = {k: v for k, v in vars(args).items() if not callable(v)}
-    report = evaluate(
-        ModelScorer(model, audio_batch_size=args.batch_size, progress=progress),
-        args.out,
-        heldout=heldout,
-        gold=gold,
-        model=model,
-        model_source=str(args.model or model_dir),
-        model_dir=model_dir,
-        transcriber=transcriber,
-        asr_cache=cache,
-        options=EvalOptions(args.k_corruptions, args.seed, args.n_boot, args.fit_calibration, progress),
+    report = run_evaluation(
+        scorers, sets, args.out, model=model, model_source=str(args.model or model_dir or ""), model_dir=model_dir,
+        options=EvalOptions(args.k_corruptions, args.pool, args.seed, args.n_boot, args.fit_calibration, progress),
         settings={**settings, "device": device},
     )
     _print_summary(report, Path(args.out))

@@ -1,7 +1,9 @@
-"""One evaluation run: every section in order, then the report directory.
+"""One evaluation run: every set through every scorer, each measure from :mod:`voiceclap.protocol`,
+then the report directory.
 
-The scorer and the ASR transcriber are passed in, so the whole run -- report files included --
-works with a fake scorer in tests exactly as with a model.
+Scorers and sets are passed in, so the whole run -- report files included -- works with a scorer of
+known answers in tests exactly as with a model. A scorer's time on a set is what its own work took
+(embedding, decoding with Whisper, transcribing: never the audio decoding, which all share).
 """
 
 from __future__ import annotations
@@ -11,29 +13,26 @@ import importlib.metadata
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from voiceclap import protocol
 from voiceclap.calibration import Calibration
 from voiceclap.model import CALIBRATION_NAME, VoiceCLAP
+from voiceclap.protocol import Row, Scorer
 
 from . import plots
-from .asr_baseline import Transcriber, TranscriptCache
 from .calibration_eval import evaluate_calibration, fit_calibration, in_fit_half
-from .corruption_eval import corruption_eval
-from .data import EvalSet
-from .gold import gold_eval
 from .report import render_markdown, write_json, write_rows
-from .retrieval import retrieval_eval
-from .scorer import Scorer
-
-__all__ = ["EvalOptions", "evaluate"]
+from .sets import EvalSet
 
 
 @dataclass
 class EvalOptions:
     k_corruptions: int = 5
+    pool: int = 60  # candidates per clip in the same-language retrieval
     seed: int = 0
     n_boot: int = 1000
     fit_calibration: bool = False
@@ -53,101 +52,138 @@ def _model_summary(model: VoiceCLAP | None, source: str) -> dict[str, Any]:
     }
 
 
-def evaluate(
-    scorer: Scorer,
+def _scorer_seconds(scorer: Scorer) -> float:
+    return float(getattr(scorer, "seconds", 0.0))
+
+
+class _Run:
+    """The report being built, and the files written beside it."""
+
+    def __init__(self, out: Path, options: EvalOptions, model: VoiceCLAP | None, model_dir: Path | None):
+        self.out, self.options, self.model, self.model_dir = out, options, model, model_dir
+        self.files: list[str] = []
+        self.plots: list[str] = []
+
+    def rows(self, name: str, rows: Sequence[Row | dict[str, Any]]) -> None:
+        write_rows(self.out / name, [r.to_json() if isinstance(r, Row) else r for r in rows])
+        self.files.append(name)
+
+    def plot(self, name: str | None) -> None:
+        if name:
+            self.plots.append(name)
+
+    def heldout(self, eval_set: EvalSet, name: str, scorer: Scorer) -> dict[str, Any]:
+        o, tag = self.options, f"{eval_set.name}_{name}"
+        result: dict[str, Any] = {}
+        if getattr(scorer, "full_retrieval", True):
+            result["retrieval"], ranks = protocol.retrieval(eval_set.clips, scorer)
+            self.rows(f"{tag}_retrieval_rows.jsonl", ranks)
+            if ranks:
+                self.plot(plots.plot_rank_histogram(ranks, self.out / f"{tag}_retrieval_ranks.png"))
+        result["pooled_retrieval"], ranks = protocol.pooled_retrieval(eval_set.clips, scorer, o.pool, o.seed)
+        self.rows(f"{tag}_pooled_retrieval_rows.jsonl", ranks)
+        result["corruption"], rows = protocol.corruption(eval_set.clips, scorer, o.k_corruptions, o.seed, o.n_boot)
+        self.rows(f"{tag}_corruption_rows.jsonl", rows)
+        if rows:
+            self.plot(plots.plot_score_vs_wer([r.to_json() for r in rows], self.out / f"{tag}_score_vs_wer.png", name))
+        if name == "clap" and self.model is not None and rows:
+            result["calibration"] = self.calibration(rows, tag)
+        return result
+
+    def calibration(self, rows: list[Row], tag: str) -> dict[str, Any]:
+        """Fit score -> expected WER on one half of the clips (and store it with the model), or test the
+        model's stored calibration on all rows."""
+        if not self.options.fit_calibration:
+            if self.model.calibration is None:
+                return {"undefined": "the model has no calibration (--fit-calibration fits one)"}
+            self.plot(plots.plot_calibration(self.model.calibration, [r.to_json() for r in rows], self.out / f"{tag}_calibration.png"))
+            return {"source": "stored with the model", "heldout": evaluate_calibration(self.model.calibration, rows)}
+        fitted, summary = fit_calibration(rows)
+        if fitted is None:
+            return summary
+        self.model.calibration = fitted
+        saved = [self.out / CALIBRATION_NAME] + ([Path(self.model_dir) / CALIBRATION_NAME] if self.model_dir else [])
+        for path in saved:
+            fitted.save(path)
+        summary["saved_to"] = [str(p) for p in saved]
+        test_rows = [r.to_json() for r in rows if not in_fit_half(r.clip.id)]
+        self.plot(plots.plot_calibration(fitted, test_rows, self.out / f"{tag}_calibration.png"))
+        return summary
+
+    def gold(self, eval_set: EvalSet, name: str, scorer: Scorer) -> tuple[dict[str, Any], list[Row]]:
+        summary, rows = protocol.gold(eval_set.clips, scorer, self.options.n_boot, self.options.seed)
+        self.rows(f"{eval_set.name}_{name}_gold_rows.jsonl", rows)
+        calibration: Calibration | None = getattr(self.model, "calibration", None) if name == "clap" else None
+        if calibration is not None and rows:
+            summary["estimated_wer_mae"] = calibration.mean_absolute_error([r.score for r in rows], [r.wer for r in rows])
+        return {"gold": summary}, rows
+
+    def pairs(self, eval_set: EvalSet, name: str, scorer: Scorer) -> dict[str, Any]:
+        summary, rows = protocol.pairs(eval_set.clips, scorer)
+        self.rows(f"{eval_set.name}_{name}_pair_rows.jsonl", rows)
+        return {"pairs": summary}
+
+
+def run_evaluation(
+    scorers: dict[str, Scorer],
+    sets: Sequence[EvalSet],
     out_dir: str | Path,
-    heldout: EvalSet | None = None,
-    gold: EvalSet | None = None,
     model: VoiceCLAP | None = None,
     model_source: str = "",
     model_dir: str | Path | None = None,
-    transcriber: Transcriber | None = None,
-    asr_cache: TranscriptCache | None = None,
     options: EvalOptions | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the sections the data allows and write the report into ``out_dir``; returns the report.
+    """Every set through every scorer; writes the report into ``out_dir`` and returns it.
 
-    ``model`` (optional with a fake scorer) supplies the description and the stored calibration and
-    receives a newly fitted one; ``model_dir``, when the model was loaded from a local directory, is
-    where a fitted calibration is saved beside the weights (``calibration.json``, which
-    ``VoiceCLAP.from_pretrained`` loads). ``settings`` (e.g. the CLI arguments) go into the report.
-    """
+    ``model`` (the CLAP behind the ``clap`` scorer, optional) supplies the description and the stored
+    calibration, and receives a newly fitted one, saved beside its weights when ``model_dir`` is given.
+    ``settings`` (e.g. the CLI arguments) go into the report."""
     options = options or EvalOptions()
-    if heldout is None and gold is None:
-        raise ValueError("nothing to evaluate: give a held-out set, a gold set or both")
+    if not sets:
+        raise ValueError("nothing to evaluate: give at least one set")
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    run = _Run(out, options, model, Path(model_dir) if model_dir else None)
     report: dict[str, Any] = {
         "voiceclap_version": importlib.metadata.version("voiceclap"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         # orig_argv keeps "-m voiceclap.evaluation", which sys.argv turns into a __main__.py path.
         "command": shlex.join(getattr(sys, "orig_argv", sys.argv)),
         "model": _model_summary(model, model_source),
+        "scorers": list(scorers),
         "options": asdict(options),
         "settings": settings or {},
-        "data": {},
-        "files": [],
+        "sets": {},
     }
-    plot_files: list[str] = []
+    for eval_set in sets:
+        entry: dict[str, Any] = {"data": eval_set.summary(), "results": {}}
+        gold_rows: dict[str, list[dict[str, Any]]] = {}
+        for name, scorer in scorers.items():
+            before = _scorer_seconds(scorer)
+            if eval_set.role == "heldout":
+                result = run.heldout(eval_set, name, scorer)
+            elif eval_set.role == "gold":
+                result, rows = run.gold(eval_set, name, scorer)
+                gold_rows[name] = [r.to_json() for r in rows]
+            else:
+                result = run.pairs(eval_set, name, scorer)
+            result["seconds"] = _scorer_seconds(scorer) - before
+            entry["results"][name] = result
+        if any(gold_rows.values()):
+            run.plot(plots.plot_gold_comparison(gold_rows, out / f"{eval_set.name}_gold.png"))
+        seconds = {name: r["seconds"] for name, r in entry["results"].items()}
+        if "clap" in seconds and seconds["clap"] > 0:
+            entry["seconds_over_clap"] = {name: s / seconds["clap"] for name, s in seconds.items()}
+        report["sets"][eval_set.name] = entry
 
-    def rows_file(name: str, rows: list[dict[str, Any]]) -> None:
-        write_rows(out / name, rows)
-        report["files"].append(name)
-
-    calibration: Calibration | None = model.calibration if model is not None else None
-    if heldout is not None:
-        report["data"]["heldout"] = heldout.summary()
-        report["retrieval"], retrieval_rows = retrieval_eval(heldout.clips, scorer)
-        rows_file("retrieval_rows.jsonl", retrieval_rows)
-        if retrieval_rows:
-            plot_files.append(plots.plot_rank_histogram(retrieval_rows, out / "retrieval_ranks.png"))
-        report["corruption"], corruption_rows = corruption_eval(
-            heldout.clips, scorer, options.k_corruptions, options.seed, options.n_boot, options.progress
-        )
-        rows_file("corruption_rows.jsonl", corruption_rows)
-        if corruption_rows:
-            plot_files.append(plots.plot_score_vs_wer(corruption_rows, out / "score_vs_wer.png"))
-        if options.fit_calibration:
-            fitted, report["calibration"] = fit_calibration(corruption_rows)
-            if fitted is not None:
-                calibration = fitted
-                saved = [str(out / CALIBRATION_NAME)]
-                calibration.save(out / CALIBRATION_NAME)
-                if model is not None:
-                    model.calibration = calibration
-                if model_dir is not None:
-                    calibration.save(Path(model_dir) / CALIBRATION_NAME)
-                    saved.append(str(Path(model_dir) / CALIBRATION_NAME))
-                report["calibration"]["saved_to"] = saved
-                test_rows = [r for r in corruption_rows if not in_fit_half(r["id"])]
-                plot_files.append(plots.plot_calibration(calibration, test_rows, out / "calibration.png"))
-        elif calibration is not None and corruption_rows:
-            report["calibration"] = {
-                "source": f"stored with the model ({model_source})",
-                "heldout": evaluate_calibration(calibration, corruption_rows),
-            }
-            plot_files.append(plots.plot_calibration(calibration, corruption_rows, out / "calibration.png"))
-
-    if gold is not None:
-        report["data"]["gold"] = gold.summary()
-        report["gold"], gold_rows = gold_eval(
-            gold.clips, scorer, transcriber, asr_cache, calibration, options.n_boot, options.seed, options.progress
-        )
-        rows_file("gold_rows.jsonl", gold_rows)
-        if gold_rows:
-            plot_files.append(plots.plot_gold_comparison(gold_rows, out / "gold_voiceclap_vs_asr.png"))
-        if "calibration" in report and "estimated_wer_mae" in report["gold"].get("voiceclap", {}):
-            report["calibration"]["gold_mae"] = report["gold"]["voiceclap"]["estimated_wer_mae"]
-            report["calibration"]["gold_n"] = report["gold"]["n_clips"]
-
-    report["plots"] = plot_files
-    report["files"] += ["report.json", "report.md"] + plot_files
+    report["plots"] = run.plots
+    report["files"] = run.files + ["report.json", "report.md"] + run.plots
     report["seconds"] = time.perf_counter() - start
-    for attribute in ("seconds", "truncated_audio", "truncated_texts"):
-        if hasattr(scorer, attribute):
-            report.setdefault("scorer", {})[attribute] = getattr(scorer, attribute)
+    report["scorer_details"] = {
+        name: {k: v for k, v in vars(s).items() if k in ("truncated", "n_cached", "seconds")} for name, s in scorers.items()
+    }
     write_json(out / "report.json", report)
     (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
     return report

@@ -39,7 +39,7 @@ def _binned_means(x: np.ndarray, y: np.ndarray, n_bins: int = 10) -> tuple[np.nd
     return np.array(centers), np.array(means)
 
 
-def plot_score_vs_wer(rows: Sequence[dict[str, Any]], path: Path) -> str:
+def plot_score_vs_wer(rows: Sequence[dict[str, Any]], path: Path, scorer: str = "clap") -> str:
     """Score against the candidate's WER, one panel per language, with the binned mean."""
     by_language: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -55,7 +55,7 @@ def plot_score_vs_wer(rows: Sequence[dict[str, Any]], path: Path) -> str:
         ax.plot(*_binned_means(wer, score), color="C3", marker="o", label="binned mean")
         ax.set_title(f"{language} ({len({r['id'] for r in by_language[language]})} clips)")
         ax.set_xlabel("WER of the candidate transcript")
-        ax.set_ylabel("VoiceCLAP score (cosine)")
+        ax.set_ylabel(f"{scorer} score")
         ax.legend(loc="upper right", fontsize=8)
     for ax in axes.flat[len(languages) :]:
         ax.set_visible(False)
@@ -96,37 +96,16 @@ def plot_calibration(calibration: Calibration, rows: Sequence[dict[str, Any]], p
     return _save(fig, path)
 
 
-def plot_gold_comparison(rows: Sequence[dict[str, Any]], path: Path) -> str:
-    """Gold clips: VoiceCLAP score and (when run) ASR-WER, each against the true WER."""
-    true_wer = np.array([r["true_wer"] for r in rows])
-    with_asr = [r for r in rows if "asr_wer" in r]
-    fig, axes = plt.subplots(1, 2 if with_asr else 1, figsize=(9 if with_asr else 4.8, 3.8), squeeze=False)
-    ax = axes[0, 0]
-    ax.scatter(true_wer, [r["score"] for r in rows], s=8, alpha=0.4)
-    ax.set_xlabel("true WER (by construction)")
-    ax.set_ylabel("VoiceCLAP score vs intended text")
-    ax.set_title("VoiceCLAP")
-    if with_asr:
-        ax = axes[0, 1]
-        truth = np.array([r["true_wer"] for r in with_asr])
-        asr_wer = np.array([r["asr_wer"] for r in with_asr])
-        top = max(truth.max(), 1.0)
-        # ASR hallucination loops reach WERs of 20 and more; drawn to scale they flatten the rest.
-        cap = 1.5 * top
-        above = asr_wer > cap
-        ax.scatter(truth[~above], asr_wer[~above], s=8, alpha=0.4)
-        if above.any():
-            ax.scatter(
-                truth[above],
-                np.full(above.sum(), cap),
-                s=14,
-                marker="^",
-                color="C1",
-                label=f"{above.sum()} above {cap:g}, drawn at {cap:g}",
-            )
-        ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="ASR-WER = true WER")
+def plot_gold_comparison(rows_by_scorer: dict[str, Sequence[dict[str, Any]]], path: Path) -> str:
+    """Gold clips: each scorer's score against the intended text, against the true WER."""
+    fig, axes = plt.subplots(1, len(rows_by_scorer), figsize=(4.6 * len(rows_by_scorer), 3.8), squeeze=False)
+    for ax, (scorer, rows) in zip(axes.flat, rows_by_scorer.items()):
+        true_wer = np.array([r["wer"] for r in rows])
+        score = np.array([r["score"] for r in rows])
+        ax.scatter(true_wer, score, s=8, alpha=0.4)
+        ax.plot(*_binned_means(true_wer, score), color="C3", marker="o", label="binned mean")
         ax.set_xlabel("true WER (by construction)")
-        ax.set_ylabel("ASR-WER vs intended text")
-        ax.set_title("ASR baseline")
+        ax.set_ylabel(f"{scorer} score against the intended text")
+        ax.set_title(scorer)
         ax.legend(fontsize=8)
     return _save(fig, path)

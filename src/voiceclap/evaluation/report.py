@@ -17,9 +17,6 @@ import numpy as np
 
 __all__ = ["format_correlation", "jsonable", "render_markdown", "write_json", "write_rows"]
 
-CORRELATIONS = ("spearman", "kendall", "pearson")
-
-
 def jsonable(value: Any) -> Any:
     """numpy scalars/arrays to Python, tuples to lists, non-finite floats to None (JSON has no NaN)."""
     if isinstance(value, dict):
@@ -69,191 +66,123 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines + [""]
 
 
-def _correlation_cells(report: dict[str, Any]) -> list[str]:
-    return [format_correlation(report.get(name)) for name in CORRELATIONS]
-
-
-def _data_section(data: dict[str, Any]) -> list[str]:
+def _data_section(sets: dict[str, Any]) -> list[str]:
     rows = []
-    for name, entry in data.items():
-        languages = ", ".join(f"{k} {v}" for k, v in entry["languages"].items())
-        rows.append(
-            [name, entry["n_clips"], entry["n_available"], f"{entry['hours']:.2f}", languages, len(entry["skipped"])]
-        )
-    return ["## Data", ""] + _table(["set", "clips used", "clips available", "hours", "languages", "skipped"], rows)
+    for name, entry in sets.items():
+        data = entry["data"]
+        languages = ", ".join(f"{k} {v}" for k, v in data["languages"].items())
+        rows.append([name, data["role"], data["n_clips"], data["n_available"], len(data["skipped"]), _num(data["hours"], 2), data["n_speakers"], languages])
+    return ["## Data", ""] + _table(["set", "role", "clips", "usable", "skipped", "hours", "speakers", "languages"], rows)
 
 
-def _retrieval_section(retrieval: dict[str, Any]) -> list[str]:
-    lines = ["## Retrieval (held-out)", ""]
-    if "undefined" in retrieval:
-        return lines + [f"Not computed: {retrieval['undefined']}.", ""]
-    lines += [
-        (
-            f"Each clip's own transcript must be found among N candidates; {retrieval['n_excluded_duplicate_text']} "
-            "clip(s) whose normalized transcript repeats another's were left out. Ties rank pessimistically."
-        ),
-        "",
-    ]
-    scopes = [("all languages", retrieval["overall"])] + list(retrieval["by_language"].items())
+def _retrieval_lines(results: dict[str, Any]) -> list[str]:
     rows = []
-    for scope, entry in scopes:
-        a, t = entry["audio_to_text"], entry["text_to_audio"]
-        rows.append(
-            [scope, a["N"]]
-            + [_num(a[f"R@{k}"]) for k in (1, 5, 10)]
-            + [_num(a["median_rank"], 1)]
-            + [_num(t[f"R@{k}"]) for k in (1, 5, 10)]
-            + [_num(t["median_rank"], 1)]
-        )
-    header = ["scope", "N", "a→t R@1", "R@5", "R@10", "med. rank", "t→a R@1", "R@5", "R@10", "med. rank"]
-    return lines + _table(header, rows)
-
-
-def _corruption_section(corruption: dict[str, Any]) -> list[str]:
-    lines = ["## Synthetic corruption (the card's protocol)", ""]
-    if "undefined" in corruption:
-        return lines + [f"Not computed: {corruption['undefined']}.", ""]
-    lines += [
-        (
-            f"Each clip against its true transcript and {corruption['k_corruptions']} corruptions "
-            f"(seed {corruption['seed']}, stream `{corruption['seed_stream']}`); all rows pooled; "
-            "95% CIs resample clips. A good score correlates negatively with WER."
-        ),
-        "",
-    ]
-    pooled = corruption["pooled"]
-    rows = [["all languages", pooled["n_groups"], pooled["n"]] + _correlation_cells(pooled)]
-    rows += [[lang, e["n_groups"], e["n"]] + _correlation_cells(e) for lang, e in corruption["by_language"].items()]
-    lines += _table(["scope", "clips", "rows", "Spearman ρ", "Kendall τ-b", "Pearson r"], rows)
-    lines += [
-        f"True transcript scored above all its corruptions: {_num(corruption['true_ranked_first'])} of clips.",
-        "",
-    ]
-    control = corruption["other_audio_control"]
-    lines += [
-        (
-            "Text-prior control: the same rows scored against another clip's audio of the same language "
-            f"({control['n_groups']} clips) give Spearman ρ {format_correlation(control.get('spearman'))}. "
-            "That much the text alone earns (corruptions read as less fluent); an audio-grounded score "
-            "keeps it near 0, and its distance from the ρ above is what listening adds."
-        ),
-        "",
-    ]
-    lines += _table(
-        ["WER bin", "rows", "mean score"],
-        [[b["wer_bin"], b["n"], _num(b["mean_score"], 4)] for b in corruption["mean_score_by_wer"]],
-    )
+    for scorer, result in results.items():
+        retrieval = result.get("retrieval")
+        if retrieval and "overall" in retrieval:
+            scopes = [("all languages", retrieval["overall"])] + list(retrieval["by_language"].items())
+            for scope, entry in scopes:
+                a, t = entry["audio_to_text"], entry["text_to_audio"]
+                rows.append([scorer, scope, a["N"], _num(a["R@1"]), _num(a["R@5"]), _num(a["median_rank"], 1), _num(t["R@1"])])
+    lines = []
+    if rows:
+        lines += [
+            "### Retrieval among all distinct transcripts",
+            "",
+            ("Each clip's own transcript among N candidates (clips whose normalized transcript repeats "
+            "another's left out); ties rank pessimistically."),
+            "",
+        ]
+        lines += _table(["scorer", "scope", "N", "a→t R@1", "R@5", "median rank", "t→a R@1"], rows)
+    rows = []
+    for scorer, result in results.items():
+        pooled = result.get("pooled_retrieval", {})
+        if "overall" in pooled:
+            for scope, entry in [("all languages", pooled["overall"])] + list(pooled["by_language"].items()):
+                rows.append([scorer, scope, entry["N"], _num(entry["mean_candidates"], 1), _num(entry["R@1"]), _num(entry["R@5"])])
+    if rows:
+        pool = next(r["pooled_retrieval"]["pool"] for r in results.values() if "pooled_retrieval" in r)
+        lines += ["### Retrieval among same-language candidates", "", f"Each clip's transcript among up to {pool} of its language.", ""]
+        lines += _table(["scorer", "scope", "clips", "candidates", "R@1", "R@5"], rows)
     return lines
 
 
-def _calibration_section(calibration: dict[str, Any]) -> list[str]:
-    lines = ["## Calibration (score → expected WER)", ""]
-    if "undefined" in calibration:
-        return lines + [f"Not fitted: {calibration['undefined']}.", ""]
+def _corruption_lines(results: dict[str, Any]) -> list[str]:
+    entries = {s: r["corruption"] for s, r in results.items() if "pooled" in r.get("corruption", {})}
+    if not entries:
+        return []
+    first = next(iter(entries.values()))
+    lines = [
+        "### Synthetic corruption (the card's protocol) and its text-prior control",
+        "",
+        (f"Each clip against its transcript and {first['k_corruptions']} corruptions (seed {first['seed']}, stream "
+        f"`{first['seed_stream']}`); rows pooled; 95% CIs resample clips. A good score correlates negatively with "
+        "WER. The control scores the same rows against another clip's audio of the same language: what the text "
+        "alone earns (near 0 if the score listens)."),
+        "",
+    ]
     rows = []
+    for scorer, c in entries.items():
+        rows.append([scorer, "all", c["pooled"]["n_groups"], format_correlation(c["pooled"]["spearman"]),
+                     format_correlation(c["other_audio_control"]["spearman"]), _num(c["true_ranked_first"])])
+        rows += [[scorer, lang, e["n_groups"], format_correlation(e["spearman"]), "", ""] for lang, e in c["by_language"].items()]
+    lines += _table(["scorer", "scope", "clips", "Spearman ρ", "control ρ", "truth above all"], rows)
+    bins = [b["wer_bin"] for b in first["mean_score_by_wer"]]
+    rows = [[scorer] + [_num(b["mean_score"], 4) for b in c["mean_score_by_wer"]] for scorer, c in entries.items()]
+    return lines + ["Mean score by WER bin:", ""] + _table(["scorer", *bins], rows)
+
+
+def _calibration_lines(calibration: dict[str, Any] | None) -> list[str]:
+    if not calibration:
+        return []
+    lines = ["### Calibration of the clap score (→ expected WER)", ""]
+    if "undefined" in calibration:
+        return lines + [f"Not computed: {calibration['undefined']}.", ""]
     if "fit" in calibration:
         lines += [
-            (
-                f"Isotonic map fitted on {calibration['fit']['n_clips']} held-out clips ({calibration['split']}), "
-                f"{calibration['n_knots']} knots; saved to {', '.join(calibration['saved_to'])}."
-            ),
+            (f"Isotonic map fitted on {calibration['fit']['n_clips']} clips ({calibration['split']}), "
+            f"{calibration['n_knots']} knots; saved to {', '.join(calibration['saved_to'])}. Test-half MAE "
+            f"{_num(calibration['test']['mae'])} (a constant guess: {_num(calibration['test_mae_constant_guess'])})."),
             "",
         ]
-        rows.append(
-            [
-                "held-out test half",
-                calibration["test"]["n_rows"],
-                _num(calibration["test"]["mae"]),
-                _num(calibration["test_mae_constant_guess"]),
-            ]
-        )
-    elif "heldout" in calibration:
-        lines += [f"The model's stored calibration ({calibration['source']}).", ""]
-        rows.append(["held-out (all rows)", calibration["heldout"]["n_rows"], _num(calibration["heldout"]["mae"]), "–"])
-    if calibration.get("gold_mae") is not None:
-        rows.append(["gold set (true WER)", calibration["gold_n"], _num(calibration["gold_mae"]), "–"])
-    return lines + _table(["evaluated on", "rows", "MAE", "MAE of a constant guess"], rows)
-
-
-def _gold_section(gold: dict[str, Any]) -> list[str]:
-    lines = ["## Gold validation (audio says a corrupted text; scored against the intended text)", ""]
-    if "undefined" in gold:
-        return lines + [f"Not computed: {gold['undefined']}.", ""]
-    t = gold["true_wer"]
-    lines += [
-        (
-            f"{gold['n_clips']} clips, {gold['audio_seconds'] / 60:.1f} min of audio; true WER "
-            f"{t['min']:.2f}–{t['max']:.2f} (median {t['median']:.2f}). VoiceCLAP should correlate negatively "
-            "with the true WER, ASR-WER positively: compare magnitudes. VoiceCLAP's WER MAE is that of its "
-            "calibrated estimate (– without a calibration). Times exclude decoding, which both share."
-        ),
-        "",
-    ]
-    methods = [("VoiceCLAP score", gold["voiceclap"], gold["voiceclap"].get("estimated_wer_mae"))]
-    if "asr" in gold:
-        methods.append((f"ASR-WER ({gold['asr']['transcriber']})", gold["asr"], gold["asr"]["mae"]))
-    rows = [
-        [name, m["correlation"]["n"]]
-        + _correlation_cells(m["correlation"])
-        + [_num(mae), _num(m["seconds"], 2), _num(m["seconds_per_audio_second"], 4)]
-        for name, m, mae in methods
-    ]
-    lines += _table(
-        ["method", "clips", "Spearman ρ", "Kendall τ-b", "Pearson r", "WER MAE", "seconds", "s per audio s"], rows
-    )
-    if "asr" in gold:
-        asr = gold["asr"]
-        lines += [
-            (
-                f"ASR transcripts: {asr['n_cached']} of {asr['n_clips']} from the cache (times as measured when "
-                f"transcribed); model load {asr['load_seconds']:.1f} s, not counted."
-            ),
-            "",
-        ]
-    language_rows = []
-    for language, entry in gold["voiceclap"]["by_language"].items():
-        asr_entry = gold.get("asr", {}).get("by_language", {}).get(language)
-        language_rows.append(
-            [
-                language,
-                entry["n"],
-                format_correlation(entry["spearman"]),
-                format_correlation(asr_entry["spearman"]) if asr_entry else "–",
-            ]
-        )
-    lines += ["### Per language", ""] + _table(["language", "clips", "VoiceCLAP ρ", "ASR-WER ρ"], language_rows)
-    lines += _per_system_lines(gold["per_system"])
+    else:
+        lines += [f"The model's stored calibration: MAE {_num(calibration['heldout']['mae'])} on all rows.", ""]
     return lines
 
 
-def _per_system_lines(per_system: dict[str, Any]) -> list[str]:
-    lines = ["### Per system (TTS voice)", ""]
-    if "undefined" in per_system:
-        return lines + [f"Not computed: {per_system['undefined']}.", ""]
-    level = per_system["system_level"]
-    lines += [
-        f"System level (means of {per_system['n_systems']} systems): VoiceCLAP ρ "
-        f"{format_correlation(level['score']['spearman'])}"
-        + (f"; ASR-WER ρ {format_correlation(level['asr_wer']['spearman'])}" if "asr_wer" in level else "")
-        + ".",
+def _gold_lines(results: dict[str, Any]) -> list[str]:
+    entries = {s: r["gold"] for s, r in results.items() if "correlation" in r.get("gold", {})}
+    if not entries:
+        return []
+    first = next(iter(entries.values()))
+    t = first["true_wer"]
+    lines = [
+        (f"{first['n_clips']} clips, {first['audio_seconds'] / 60:.1f} min of audio; true WER {t['min']:.2f}–{t['max']:.2f} "
+        f"(median {t['median']:.2f}). Every scorer is scored against the intended text and should correlate "
+        "negatively with the true WER (the ASR scorer's score is minus its WER)."),
         "",
     ]
-    rows = []
-    for name, entry in per_system["systems"].items():
-        rows.append(
-            [
-                name,
-                entry["n"],
-                _num(entry["mean_true_wer"]),
-                _num(entry["mean_score"]),
-                format_correlation(entry["score_correlation"]["spearman"]),
-                _num(entry.get("mean_asr_wer")),
-                format_correlation(entry["asr_wer_correlation"]["spearman"]) if "asr_wer_correlation" in entry else "–",
-            ]
-        )
-    return lines + _table(
-        ["system", "clips", "mean true WER", "mean score", "ρ within", "mean ASR-WER", "ASR ρ within"], rows
-    )
+    rows = [
+        [scorer, g["n_clips"], format_correlation(g["correlation"]["spearman"]),
+         format_correlation(g["per_system"].get("system_level", {}).get("spearman")), _num(g.get("estimated_wer_mae")),
+         _num(results[scorer]["seconds"], 2)]
+        for scorer, g in entries.items()
+    ]
+    lines += _table(["scorer", "clips", "Spearman ρ", "system-level ρ", "WER MAE (calibrated)", "seconds"], rows)
+    languages = sorted({lang for g in entries.values() for lang in g["by_language"]})
+    rows = [[lang] + [format_correlation(g["by_language"].get(lang, {}).get("spearman")) for g in entries.values()] for lang in languages]
+    return lines + ["Per language (Spearman ρ):", ""] + _table(["language", *entries], rows)
+
+
+def _pairs_lines(results: dict[str, Any]) -> list[str]:
+    entries = {s: r["pairs"] for s, r in results.items() if "accuracy" in r.get("pairs", {})}
+    if not entries:
+        return []
+    languages = sorted({lang for p in entries.values() for lang in p["by_language"]})
+    lines = ["Fraction of pairs where the said text scores strictly above its variant (chance 0.5).", ""]
+    rows = [[scorer, p["n_pairs"], _num(p["accuracy"])] + [_num(p["by_language"].get(lang, {}).get("accuracy")) for lang in languages]
+            for scorer, p in entries.items()]
+    return lines + _table(["scorer", "pairs", "all", *languages], rows)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -262,20 +191,24 @@ def render_markdown(report: dict[str, Any]) -> str:
         "# VoiceCLAP evaluation report",
         "",
         f"- model: `{model['source']}` (config `{model['config']}`, {model['parameters']:,} parameters)",
+        f"- scorers: {', '.join(report['scorers'])}",
         f"- created: {report['created']}",
         f"- command: `{report['command']}`",
         f"- total time: {report['seconds']:.1f} s",
         "",
     ]
-    lines += _data_section(report["data"])
-    for key, section in (
-        ("retrieval", _retrieval_section),
-        ("corruption", _corruption_section),
-        ("calibration", _calibration_section),
-        ("gold", _gold_section),
-    ):
-        if key in report:
-            lines += section(report[key])
+    lines += _data_section(report["sets"])
+    for name, entry in report["sets"].items():
+        results = entry["results"]
+        lines += [f"## {name} ({entry['data']['role']})", ""]
+        lines += _retrieval_lines(results) + _corruption_lines(results)
+        lines += _calibration_lines(results.get("clap", {}).get("calibration"))
+        lines += _gold_lines(results) + _pairs_lines(results)
+        seconds = ", ".join(f"{s} {r['seconds']:.1f} s" for s, r in results.items())
+        ratios = entry.get("seconds_over_clap")
+        lines += [f"Scorer time on this set: {seconds}"
+                  + (" (" + ", ".join(f"{s} {v:.1f}x clap" for s, v in ratios.items() if s != "clap") + ")" if ratios else "")
+                  + ".", ""]
     if report.get("plots"):
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in report["plots"]] + [""]
     return "\n".join(lines)

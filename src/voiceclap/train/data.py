@@ -1,9 +1,10 @@
-"""Training data: Emilia-layout WebDataset shards and JSONL manifests -> clips -> bucketed batches.
+"""Training data: shards and manifests (:mod:`voiceclap.clips`) -> examples with candidates -> batches.
 
-A clip is one (audio, transcript, language) record. Shards hold per clip ``<key>.json`` (id, text,
-language, duration, ...) and ``<key>.flac`` / ``.mp3`` (any format ``voiceclap.audio`` decodes);
-a JSONL manifest has one ``{"audio": path, "text", "language", "id"[, "duration"]}`` per line, paths
-relative to the manifest.
+An example is a decoded :class:`voiceclap.clips.Clip` whose ``candidates`` are the transcripts it is
+trained against besides its own, a fixed number per clip so that a batch is a rectangle: first the
+candidates stored with the clip (fluent variants, its spoken pair's text; see
+:mod:`voiceclap.corpus`), then K corruptions of the card's kind. Empty slots repeat the transcript
+with error rate 0, which the loss masks.
 
 Everything random is a pure function of (seed, epoch, ...): the shard order of an epoch, the
 shuffle of each consumer's stream, each clip's corruptions (seeded by its id). A stream can
@@ -12,48 +13,40 @@ therefore be resumed at a batch index by skipping records, without decoding them
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import soundfile
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from voiceclap.audio import AudioDecodeError, load_audio
+from voiceclap.audio import AudioDecodeError
+from voiceclap.clips import Candidate, Clip, decode_clip, read_clips
 from voiceclap.corruption import Vocabulary, build_vocabulary, make_corruptions
+from voiceclap.towers import AudioBatch, Features, TextBatch
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = ("flac", "mp3", "wav", "opus", "ogg", "m4a")
-
 
 @dataclass
-class Clip:
-    id: str
-    text: str
-    language: str
-    duration: float  # seconds, from the metadata: batches are bucketed before any decoding
-    audio: bytes | str | None  # encoded bytes (shards), a path (manifests), None (texts only)
+class TrainBatch:
+    """A batch as the towers take it: audio as model inputs or as cached frozen features, and the
+    1 + K texts per clip flattened clip-major (each clip's own transcript first)."""
 
+    audio: AudioBatch | Features
+    texts: TextBatch | Features
+    error_rates: torch.Tensor  # [B, K]: each candidate's WER/CER against what the clip says
+    ids: list[str]
+    languages: list[str]
 
-@dataclass
-class Example:
-    """A decoded clip with its candidate transcripts: texts[0] is the truth, texts[1:] corruptions."""
-
-    id: str
-    language: str
-    waveform: np.ndarray
-    texts: list[str]
-    error_rates: list[float]
+    def to(self, device: torch.device) -> TrainBatch:
+        return replace(self, audio=self.audio.to(device), texts=self.texts.to(device), error_rates=self.error_rates.to(device))
 
 
 def stable_seed(*parts) -> int:
@@ -66,94 +59,41 @@ def is_heldout(clip_id: str, permille: int) -> bool:
     return int(hashlib.sha1(clip_id.encode()).hexdigest(), 16) % 1000 < permille
 
 
-# ----- sources -----
-
-
-def expand_sources(spec: str | Sequence[str]) -> list[str]:
-    """Shard / manifest locations: "::"-separated lists and brace patterns expanded (WebDataset's
-    rules), local globs matched (sorted)."""
-    specs = [spec] if isinstance(spec, str) else list(spec)
-    out = []
-    for url in (u for s in specs for u in wds.shardlists.expand_urls(s)):
-        is_local = "://" not in url and not url.startswith("pipe:")
-        if is_local and any(c in url for c in "*?["):
-            matched = sorted(glob.glob(url))
-            if not matched:
-                raise FileNotFoundError(f"no files match {url!r}")
-            out.extend(matched)
-        else:
-            out.append(url)
-    if not out:
-        raise ValueError(f"no data sources in {spec!r}")
-    return out
-
-
-def _clip_from_metadata(meta: dict, audio, fallback_id: str) -> Clip:
-    return Clip(
-        id=str(meta.get("id") or fallback_id),
-        text=meta["text"],
-        language=meta.get("language") or "en",
-        duration=float(meta.get("duration") or 0.0),
-        audio=audio,
-    )
-
-
-def _shard_clips(url: str, with_audio: bool) -> Iterator[Clip]:
-    select = None if with_audio else (lambda name: name.endswith(".json"))
-    for sample in wds.tarfile_samples([{"url": url}], select_files=select):
-        if "json" not in sample:
-            continue
-        meta = json.loads(sample["json"])
-        audio = next((sample[ext] for ext in AUDIO_EXTENSIONS if ext in sample), None) if with_audio else None
-        if with_audio and audio is None:
-            logger.warning("clip %s in %s has no audio; skipped", sample["__key__"], url)
-            continue
-        yield _clip_from_metadata(meta, audio, sample["__key__"])
-
-
-def _manifest_clips(path: str, with_audio: bool) -> Iterator[Clip]:
-    root = Path(path).parent
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            audio = str(root / row["audio"])
-            if with_audio and not row.get("duration"):
-                try:
-                    row["duration"] = soundfile.info(audio).duration  # the header only
-                except (soundfile.LibsndfileError, RuntimeError):
-                    row["duration"] = 0.0  # buckets as shortest; decoding reports the real problem
-            yield _clip_from_metadata(row, audio if with_audio else None, f"{Path(path).stem}:{line_number}")
-
-
-def read_clips(sources: Sequence[str], with_audio: bool = True) -> Iterator[Clip]:
-    """The clips of shards and manifests, in the given order (audio left encoded)."""
-    for source in sources:
-        if source.endswith(".jsonl"):
-            yield from _manifest_clips(source, with_audio)
-        else:
-            yield from _shard_clips(source, with_audio)
-
-
 def heldout_filter(clips: Iterable[Clip], permille: int, keep_heldout: bool) -> Iterator[Clip]:
     return (c for c in clips if is_heldout(c.id, permille) == keep_heldout)
 
 
-def decode(clip: Clip) -> np.ndarray | None:
+def trainable(clips: Iterable[Clip]) -> Iterator[Clip]:
+    """Clips fit to train on, with a duration to bucket batches by before any decoding: a manifest row
+    with a problem is skipped with a warning; one without a duration gets its file header's (0 when
+    unreadable: it buckets as shortest and decoding reports why)."""
+    for clip in clips:
+        if clip.error:
+            logger.warning("clip %s skipped: %s", clip.id, clip.error)
+            continue
+        if not clip.duration and isinstance(clip.audio, str):
+            try:
+                clip.duration = soundfile.info(clip.audio).duration
+            except (soundfile.LibsndfileError, RuntimeError):
+                clip.duration = 0.0
+        yield clip
+
+
+def decode_or_skip(clip: Clip) -> Clip | None:
+    """The clip with its waveform, or None (a warning says why) when its audio cannot be decoded."""
     try:
-        return load_audio(clip.audio)
-    except AudioDecodeError as error:
+        return decode_clip(clip)
+    except (AudioDecodeError, OSError) as error:
         logger.warning("clip %s skipped: %s", clip.id, error)
         return None
 
 
-# ----- corruption vocabularies and hard negatives -----
+# ----- corruption vocabularies and candidates -----
 
 
 def build_vocabularies(clips: Iterable[Clip], max_size: int) -> dict[str, Vocabulary]:
     """One corruption vocabulary per language from the transcripts (languages too small for one,
-    fewer than 2 distinct units, are left out: their clips get no hard negatives)."""
+    fewer than 2 distinct units, are left out: their clips get no corruptions)."""
     texts = defaultdict(list)
     for clip in clips:
         texts[clip.language].append(clip.text)
@@ -174,44 +114,45 @@ def load_vocabularies(path: Path) -> dict[str, Vocabulary]:
     return {lang: Vocabulary(units, lang) for lang, units in json.loads(path.read_text()).items()}
 
 
-def candidates(
-    clip: Clip, num_negatives: int, vocabularies: dict[str, Vocabulary], seed: int, epoch: int
-) -> tuple[list[str], list[float]]:
-    """The transcript and K corruptions of it with their WER/CER, drawn from a generator seeded by
-    (seed, epoch, clip id): the same in any process, worker or resumed run. Without a vocabulary for
-    the language, the K slots repeat the transcript with error rate 0 (the loss masks those)."""
-    vocabulary = vocabularies.get(clip.language)
-    if num_negatives == 0 or vocabulary is None:
-        return [clip.text] * (1 + num_negatives), [0.0] * num_negatives
+def training_candidates(
+    clip: Clip, stored: int, num_negatives: int, vocabularies: dict[str, Vocabulary], seed: int, epoch: int
+) -> list[Candidate]:
+    """``stored`` slots for the clip's stored candidates (a seeded choice when it has more) and
+    ``num_negatives`` corruptions, drawn from a generator seeded by (seed, epoch, clip id): the same
+    in any process, worker or resumed run. A slot with nothing to fill repeats the transcript at error
+    rate 0 (no vocabulary for the language, fewer stored candidates than slots)."""
     rng = random.Random(stable_seed(seed, epoch, clip.id))
-    corruptions = make_corruptions(clip.text, clip.language, num_negatives, vocabulary, rng)
-    return [clip.text] + [c.text for c in corruptions], [c.error_rate for c in corruptions]
+    chosen = list(clip.candidates)
+    if len(chosen) > stored:
+        chosen = rng.sample(chosen, stored)
+    empty = Candidate(clip.text, 0.0, "none")
+    slots = chosen + [empty] * (stored - len(chosen))
+    vocabulary = vocabularies.get(clip.language)
+    if num_negatives and vocabulary is not None:
+        corruptions = make_corruptions(clip.text, clip.language, num_negatives, vocabulary, rng)
+        return slots + [Candidate(c.text, c.error_rate, "corruption") for c in corruptions]
+    return slots + [empty] * num_negatives
 
 
-def make_example(clip: Clip, num_negatives: int, vocabularies, seed: int, epoch: int) -> Example | None:
-    waveform = decode(clip)
-    if waveform is None:
-        return None
-    texts, error_rates = candidates(clip, num_negatives, vocabularies, seed, epoch)
-    return Example(clip.id, clip.language, waveform, texts, error_rates)
+def make_example(clip: Clip, stored: int, num_negatives: int, vocabularies, seed: int, epoch: int) -> Clip | None:
+    example = decode_or_skip(clip)
+    if example is not None:
+        example.candidates = training_candidates(clip, stored, num_negatives, vocabularies, seed, epoch)
+    return example
+
+
+def collate(model, examples: Sequence[Clip]) -> TrainBatch:
+    """Model inputs for a batch: log-mels, and each clip's transcript then its candidates, tokenized."""
+    return TrainBatch(
+        audio=model.prepare_audio([e.audio for e in examples]),
+        texts=model.tokenize([t for e in examples for t in (e.text, *(c.text for c in e.candidates))]),
+        error_rates=torch.tensor([[c.error_rate for c in e.candidates] for e in examples], dtype=torch.float32),
+        ids=[e.id for e in examples],
+        languages=[e.language for e in examples],
+    )
 
 
 # ----- batching -----
-
-
-def collate(model, examples: Sequence[Example]) -> dict:
-    """Model inputs for a batch: log-mels, the 1 + K transcripts per clip tokenized clip-major."""
-    audio = model.prepare_audio([e.waveform for e in examples])
-    text = model.tokenize([t for e in examples for t in e.texts])
-    return {
-        "mel": audio.mel,
-        "mel_lengths": audio.mel_lengths,
-        "input_ids": text.input_ids,
-        "attention_mask": text.attention_mask,
-        "error_rates": torch.tensor([e.error_rates for e in examples], dtype=torch.float32),
-        "ids": [e.id for e in examples],
-        "languages": [e.language for e in examples],
-    }
 
 
 def shuffled(items: Iterable, buffer_size: int, rng: random.Random) -> Iterator:
@@ -272,9 +213,7 @@ class _ConsumerStream(IterableDataset):
                 examples = [self.stream.example(c, epoch) for c in clips]
                 examples = [e for e in examples if e is not None]
                 if examples:
-                    batch = self.stream.collate(examples)
-                    batch["position"] = (consumer, epoch, index)
-                    yield batch
+                    yield self.stream.collate(examples), (consumer, epoch, index)
             if produced == 0:
                 raise RuntimeError("a data consumer got no full batch in an epoch: too few clips for batch_size")
             epoch, skip = epoch + 1, 0
@@ -291,10 +230,11 @@ class StreamingBatches:
     def __init__(
         self,
         sources: Sequence[str],
-        collate: Callable[[Sequence[Example]], dict],
+        collate: Callable[[Sequence[Clip]], TrainBatch],
         vocabularies: dict[str, Vocabulary],
         *,
         batch_size: int,
+        stored_candidates: int,
         num_negatives: int,
         seed: int,
         rank: int = 0,
@@ -308,6 +248,7 @@ class StreamingBatches:
         self.collate = collate
         self.vocabularies = vocabularies
         self.batch_size = batch_size
+        self.stored_candidates = stored_candidates
         self.num_negatives = num_negatives
         self.seed = seed
         self.rank = rank
@@ -329,21 +270,20 @@ class StreamingBatches:
             clips = read_clips(sources[consumer::consumers])
         else:
             clips = (c for i, c in enumerate(read_clips(sources)) if i % consumers == consumer)
-        clips = heldout_filter(clips, self.heldout_permille, keep_heldout=False)
+        clips = trainable(heldout_filter(clips, self.heldout_permille, keep_heldout=False))
         rng = random.Random(stable_seed(self.seed, "order", epoch, consumer))
         clips = shuffled(clips, self.shuffle_buffer, rng)
         yield from bucketed_batches(clips, self.batch_size, self.bucket_size, rng, length=lambda c: c.duration)
 
-    def example(self, clip: Clip, epoch: int) -> Example | None:
-        return make_example(clip, self.num_negatives, self.vocabularies, self.seed, epoch)
+    def example(self, clip: Clip, epoch: int) -> Clip | None:
+        return make_example(clip, self.stored_candidates, self.num_negatives, self.vocabularies, self.seed, epoch)
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[TrainBatch]:
         workers = max(self.num_workers, 1)
         start = {consumer: (epoch, index) for consumer, (epoch, index) in self.positions.items()}
         dataset = _ConsumerStream(self, start, rotation=self.served % workers)
         loader = DataLoader(dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=False)
-        for batch in loader:
-            consumer, epoch, index = batch.pop("position")
+        for batch, (consumer, epoch, index) in loader:
             self.positions[consumer] = (epoch, index + 1)
             self.served += 1
             yield batch
@@ -354,28 +294,3 @@ class StreamingBatches:
     def load_state_dict(self, state: dict) -> None:
         self.served = state["served"]
         self.positions = {int(k): tuple(v) for k, v in state["positions"].items()}
-
-
-def eval_examples(
-    sources: Sequence[str],
-    vocabularies: dict[str, Vocabulary],
-    *,
-    num_negatives: int,
-    seed: int,
-    max_clips: int,
-    heldout_permille: int | None,
-) -> list[Example]:
-    """The evaluation clips: the first ``max_clips`` decodable clips (of the hash split's held-out
-    side when ``heldout_permille`` is given) with fixed corruptions (epoch -1), sorted by duration."""
-    clips = read_clips(sources)
-    if heldout_permille is not None:
-        clips = heldout_filter(clips, heldout_permille, keep_heldout=True)
-    examples = []
-    for clip in clips:
-        if len(examples) >= max_clips:
-            break
-        example = make_example(clip, num_negatives, vocabularies, seed, epoch=-1)
-        if example is not None:
-            examples.append(example)
-    examples.sort(key=lambda e: len(e.waveform))
-    return examples

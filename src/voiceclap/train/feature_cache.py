@@ -1,15 +1,14 @@
 """Precomputed outputs of the frozen parts of both towers, so CPU training never re-runs them.
 
-Built once per (frozen weights, cut points, corpus, corruption seed): for each clip, the audio
-features after the frozen audio layers and the text features of its transcript and of K corruptions
-fixed at build time (with their WER/CER). Features are hidden states (packed without padding, with
-offsets) or pooled vectors when a whole encoder is frozen (see ``towers``).
+Built once per (frozen weights, cut points, corpus, candidate seed): for each clip, the audio
+states at the audio cut and the text states of its transcript and of its candidates fixed at build
+time (stored ones and K corruptions, with their WER/CER), packed without padding (with offsets).
 
 Layout of a cache directory::
 
     index.json              signature, chunk list, how many source clips were consumed, complete flag
     chunk-00000.safetensors audio, audio_offsets, text, text_offsets, error_rates; ids / languages /
-    ...                     texts in the file's metadata
+    ...                     texts (each clip's transcript then its candidates) in the file's metadata
 
 Chunks are written atomically (tmp file, then rename) and the index after each chunk, so an
 interrupted build resumes after its last chunk by skipping that many source clips.
@@ -31,12 +30,14 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
+from voiceclap.clips import Clip
 from voiceclap.model import state_dict_fingerprint
-from voiceclap.train.data import Clip, Example, bucketed_batches, make_example, stable_seed
-from voiceclap.train.towers import Features, TrainableTowers
+from voiceclap.towers import Features
+from voiceclap.train.data import TrainBatch, bucketed_batches, make_example, stable_seed
+from voiceclap.train.towers import TrainableTowers
 
 INDEX_NAME = "index.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: states at the cut always (no pooled vectors), stored candidates
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
@@ -49,14 +50,15 @@ def _frozen_modules(towers: TrainableTowers) -> nn.ModuleDict:
         "text_embeddings": model.text.encoder.embeddings,
     }
     frozen.update({f"audio_layer_{i}": model.audio.encoder.layers[i] for i in range(plan.audio_from)})
-    frozen.update({f"text_layer_{i}": model.text.encoder.encoder.layer[i] for i in range(plan.text_from)})
-    if plan.audio_frozen:
+    frozen.update({f"text_layer_{i}": model.text.layers[i] for i in range(plan.text_from)})
+    if plan.audio_from == plan.audio_layers:
         frozen["audio_layer_norm"] = model.audio.encoder.layer_norm
     return nn.ModuleDict(frozen)
 
 
 def cache_signature(
-    towers: TrainableTowers, sources: list[str], vocabulary_digest: str, num_negatives: int, seed: int, dtype: str
+    towers: TrainableTowers, sources: list[str], vocabulary_digest: str, stored: int, num_negatives: int, seed: int,
+    dtype: str,
 ) -> dict:
     """Everything the cached features depend on; a cache built under another signature is refused."""
     config = towers.model.config.to_dict()
@@ -70,6 +72,7 @@ def cache_signature(
         "text_from": towers.plan.text_from,
         "sources": sources,
         "vocabularies": vocabulary_digest,
+        "stored_candidates": stored,
         "num_negatives": num_negatives,
         "seed": seed,
         "dtype": dtype,
@@ -82,43 +85,34 @@ def _atomic_write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _item(features: Features, j: int, dtype: torch.dtype) -> torch.Tensor:
-    """Item j of a batch's features without its padding: pooled [d] or hidden states [T_j, d]."""
-    values = features.values[j] if features.pooled else features.values[j][features.mask[j]]
-    return values.to(dtype).cpu()
+def _pack(features: Features, dtype: torch.dtype) -> list[torch.Tensor]:
+    """A batch's states per item without padding: [T_i, d] each."""
+    return [values[mask].to(dtype).cpu() for values, mask in zip(features.values, features.mask)]
 
 
-def _frozen_chunk(towers: TrainableTowers, examples: list[Example], batch_size: int, dtype: torch.dtype) -> dict:
-    """The frozen forward of one chunk: clips sorted by length so that batches carry little padding."""
+def _frozen_chunk(towers: TrainableTowers, examples: list[Clip], batch_size: int, dtype: torch.dtype) -> dict:
+    """The frozen forward of one chunk: inputs sorted by length so that batches carry little padding."""
     model = towers.model
-    k1 = len(examples[0].texts)
-    audio_parts, text_parts = [None] * len(examples), [None] * (len(examples) * k1)
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].waveform))
+    audio_parts: list = [None] * len(examples)
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].audio))
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        batch = model.prepare_audio([examples[i].waveform for i in rows])
-        hidden = towers.frozen_audio(batch.mel.to(model.device), batch.mel_lengths.to(model.device))
-        features = towers.pool_audio(hidden)
-        for j, i in enumerate(rows):
-            audio_parts[i] = _item(features, j, dtype)
-    texts = [t for e in examples for t in e.texts]
+        batch = model.prepare_audio([examples[i].audio for i in rows]).to(model.device)
+        for i, item in zip(rows, _pack(towers.frozen_audio(batch), dtype)):
+            audio_parts[i] = item
+    texts = [t for e in examples for t in (e.text, *(c.text for c in e.candidates))]
+    text_parts: list = [None] * len(texts)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for start in range(0, len(order), batch_size * k1):
-        rows = order[start : start + batch_size * k1]
-        batch = model.tokenize([texts[i] for i in rows])
-        hidden = towers.frozen_text(batch.input_ids.to(model.device), batch.attention_mask.to(model.device))
-        features = towers.pool_text(hidden)
-        for j, i in enumerate(rows):
-            text_parts[i] = _item(features, j, dtype)
-
-    tensors = {"error_rates": torch.tensor([e.error_rates for e in examples], dtype=torch.float32)}
+    text_batch = batch_size * (1 + len(examples[0].candidates))
+    for start in range(0, len(order), text_batch):
+        rows = order[start : start + text_batch]
+        batch = model.tokenize([texts[i] for i in rows]).to(model.device)
+        for i, item in zip(rows, _pack(towers.frozen_text(batch), dtype)):
+            text_parts[i] = item
+    tensors = {"error_rates": torch.tensor([[c.error_rate for c in e.candidates] for e in examples])}
     for name, parts in (("audio", audio_parts), ("text", text_parts)):
-        if parts[0].dim() == 1:
-            tensors[name] = torch.stack(parts)
-        else:
-            tensors[name] = torch.cat(parts)
-            lengths = torch.tensor([0] + [p.shape[0] for p in parts])
-            tensors[f"{name}_offsets"] = lengths.cumsum(0)
+        tensors[name] = torch.cat(parts)
+        tensors[f"{name}_offsets"] = torch.tensor([0] + [p.shape[0] for p in parts]).cumsum(0)
     return tensors
 
 
@@ -129,6 +123,7 @@ def build_feature_cache(
     *,
     signature: dict,
     vocabularies: dict,
+    stored: int,
     num_negatives: int,
     seed: int,
     chunk_size: int = 256,
@@ -161,7 +156,7 @@ def build_feature_cache(
     started, built = time.perf_counter(), 0
     was_training = towers.training
     towers.eval()
-    pending: list[Example] = []
+    pending: list[Clip] = []
 
     def flush() -> None:
         nonlocal built
@@ -171,12 +166,11 @@ def build_feature_cache(
         metadata = {
             "ids": json.dumps([e.id for e in pending]),
             "languages": json.dumps([e.language for e in pending]),
-            "texts": json.dumps([e.texts for e in pending], ensure_ascii=False),
+            "texts": json.dumps([[e.text, *(c.text for c in e.candidates)] for e in pending], ensure_ascii=False),
         }
         save_file(tensors, str(directory / f"{name}.tmp"), metadata=metadata)
         os.replace(directory / f"{name}.tmp", directory / name)
-        pooled = "audio_offsets" not in tensors
-        audio_lengths = (torch.ones(len(pending)) if pooled else tensors["audio_offsets"].diff()).tolist()
+        audio_lengths = tensors["audio_offsets"].diff().tolist()
         index["chunks"].append({"file": name, "clips": len(pending), "audio_lengths": [int(n) for n in audio_lengths]})
         _atomic_write_json(index_path, index)
         built += len(pending)
@@ -186,7 +180,7 @@ def build_feature_cache(
     for clip in source:
         if max_clips is not None and done + built + len(pending) >= max_clips:
             break
-        example = make_example(clip, num_negatives, vocabularies, seed, epoch=0)
+        example = make_example(clip, stored, num_negatives, vocabularies, seed, epoch=0)
         index["clips_read"] += 1  # counted before a flush records it
         if example is not None:
             pending.append(example)
@@ -223,31 +217,22 @@ class FeatureCache:
         return len(self.location)
 
     def _chunk(self, c: int):
-        """(file handle, the small tensors in memory, metadata) of chunk c, opened once (mmap)."""
+        """(file handle, offsets and error rates in memory, metadata) of chunk c, opened once (mmap)."""
         if c not in self._open:
             handle = safe_open(str(self.directory / self.chunks[c]["file"]), framework="pt")
-            small = {
-                k: handle.get_tensor(k)
-                for k in handle.keys()  # noqa: SIM118 -- a safetensors handle is not iterable
-                if k.endswith("offsets") or k == "error_rates"
-            }
-            for name in ("audio", "text"):  # pooled features are small too
-                if f"{name}_offsets" not in small:
-                    small[name] = handle.get_tensor(name)
+            small = {name: handle.get_tensor(name) for name in ("audio_offsets", "text_offsets", "error_rates")}
             meta = {k: json.loads(v) for k, v in handle.metadata().items()}
             self._open[c] = (handle, small, meta)
         return self._open[c]
 
     @staticmethod
     def _rows(handle, small: dict, name: str, rows: list[int]) -> list[torch.Tensor]:
-        if name in small:
-            return [small[name][r] for r in rows]
         offsets = small[f"{name}_offsets"]
         tensor = handle.get_slice(name)
         return [tensor[int(offsets[r]) : int(offsets[r + 1])] for r in rows]
 
-    def batch(self, indices: Iterable[int]) -> dict:
-        audio, text, error_rates, ids, languages, texts = [], [], [], [], [], []
+    def batch(self, indices: Iterable[int]) -> TrainBatch:
+        audio, text, error_rates, ids, languages = [], [], [], [], []
         for i in indices:
             c, row = self.location[i]
             handle, small, meta = self._chunk(c)
@@ -257,25 +242,13 @@ class FeatureCache:
             error_rates.append(small["error_rates"][row])
             ids.append(meta["ids"][row])
             languages.append(meta["languages"][row])
-            texts.append(meta["texts"][row])
-        return {
-            "audio": _collate_features(audio),
-            "text": _collate_features(text),
-            "error_rates": torch.stack(error_rates),
-            "ids": ids,
-            "languages": languages,
-            "texts": texts,
-        }
-
-
-def _collate_features(rows: list[torch.Tensor]) -> Features:
-    if rows[0].dim() == 1:
-        return Features(torch.stack(rows).float(), None)
-    lengths = torch.tensor([r.shape[0] for r in rows])
-    values = torch.zeros(len(rows), int(lengths.max()), rows[0].shape[-1])
-    for i, r in enumerate(rows):
-        values[i, : r.shape[0]] = r.float()
-    return Features(values, torch.arange(values.shape[1])[None, :] < lengths[:, None])
+        return TrainBatch(
+            Features.from_rows([a.float() for a in audio]),
+            Features.from_rows([t.float() for t in text]),
+            torch.stack(error_rates),
+            ids,
+            languages,
+        )
 
 
 class CachedBatches:
@@ -309,7 +282,7 @@ class CachedBatches:
         global_batch = self.batch_size * self.world_size
         return list(bucketed_batches(order, global_batch, self.bucket_size, rng, lambda i: lengths[i]))
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[TrainBatch]:
         while True:
             batches = self.epoch_batches(self.epoch)
             while self.index < len(batches):
@@ -323,9 +296,3 @@ class CachedBatches:
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.index = state["epoch"], state["index"]
-
-
-def eval_cache_batches(cache: FeatureCache, batch_size: int) -> Iterator[dict]:
-    """The whole cache in order (evaluation)."""
-    for start in range(0, len(cache), batch_size):
-        yield cache.batch(range(start, min(start + batch_size, len(cache))))

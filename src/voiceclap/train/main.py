@@ -26,8 +26,12 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from voiceclap.metrics import by_group, correlation_report, next_in_group, retrieval_metrics
+from voiceclap import protocol
+from voiceclap.clips import Clip, expand_sources, read_clips
+from voiceclap.evaluation.sets import load_eval_set
 from voiceclap.model import VoiceCLAP
+from voiceclap.runtime import limit_onednn_primitive_cache
+from voiceclap.towers import Features
 from voiceclap.train import checkpoint as ckpt
 from voiceclap.train import distributed
 from voiceclap.train.config import TrainConfig, load_config
@@ -35,20 +39,12 @@ from voiceclap.train.data import (
     StreamingBatches,
     build_vocabularies,
     collate,
-    eval_examples,
-    expand_sources,
     heldout_filter,
+    is_heldout,
     load_vocabularies,
-    read_clips,
     save_vocabularies,
 )
-from voiceclap.train.feature_cache import (
-    CachedBatches,
-    FeatureCache,
-    build_feature_cache,
-    cache_signature,
-    eval_cache_batches,
-)
+from voiceclap.train.feature_cache import CachedBatches, FeatureCache, build_feature_cache, cache_signature
 from voiceclap.train.loss import VoiceCLAPLoss
 from voiceclap.train.towers import TrainableTowers, apply_freezing, make_plan
 
@@ -66,7 +62,7 @@ def prepare_vocabularies(config: TrainConfig, out_dir: Path, info: distributed.D
     run directory (a resumed run reuses them, so its corruptions are the same)."""
     path = out_dir / "vocabularies.json"
     if info.is_main and not path.exists():
-        clips = read_clips(expand_sources(config.data.train), with_audio=False)
+        clips = read_clips(config.data.train, with_audio=False)
         clips = heldout_filter(clips, config.data.heldout_permille, keep_heldout=False)
         if config.data.vocabulary_max_clips:
             clips = (c for _, c in zip(range(config.data.vocabulary_max_clips), clips))
@@ -76,17 +72,10 @@ def prepare_vocabularies(config: TrainConfig, out_dir: Path, info: distributed.D
 
 
 def prepare_data(config: TrainConfig, towers: TrainableTowers, vocabularies: dict, out_dir: Path, info):
-    """(training batch iterator with state_dict/load_state_dict, a function giving the evaluation
-    batches or None). With the feature cache, both read precomputed frozen features."""
+    """The training batch iterator (with state_dict/load_state_dict): cached frozen features, or
+    batches decoded and corrupted on the fly."""
     data, seed = config.data, config.run.seed
     train_sources = expand_sources(data.train)
-    if data.eval:
-        eval_sources, eval_permille = expand_sources(data.eval), None
-    elif data.heldout_permille:
-        eval_sources, eval_permille = train_sources, data.heldout_permille
-    else:
-        eval_sources, eval_permille = None, None
-
     if config.cache.enabled:
         if not towers.plan.cacheable:
             raise ValueError(
@@ -95,93 +84,97 @@ def prepare_data(config: TrainConfig, towers: TrainableTowers, vocabularies: dic
             )
         root = Path(config.cache.dir or out_dir / "feature-cache")
         digest = hashlib.sha1(json.dumps({k: list(v) for k, v in vocabularies.items()}).encode()).hexdigest()
-
-        def cache(name, sources, permille, keep_heldout, max_clips):
-            signature = cache_signature(towers, sources, digest, data.num_negatives, seed, config.cache.dtype)
-            signature.update(heldout_permille=permille, heldout_side=keep_heldout, max_clips=max_clips)
-            clips = read_clips(sources)
-            if permille:
-                clips = heldout_filter(clips, permille, keep_heldout)
-            return build_feature_cache(
-                towers, clips, root / name, signature=signature, vocabularies=vocabularies,
-                num_negatives=data.num_negatives, seed=seed, chunk_size=config.cache.chunk_size,
-                batch_size=config.cache.batch_size, max_clips=max_clips, progress=config.run.progress,
-            )
-
+        signature = cache_signature(
+            towers, train_sources, digest, data.stored_candidates, data.num_negatives, seed, config.cache.dtype
+        )
+        signature.update(heldout_permille=data.heldout_permille, max_clips=config.cache.max_train_clips)
         if info.is_main:
-            cache("train", train_sources, data.heldout_permille, False, config.cache.max_train_clips)
+            clips = heldout_filter(read_clips(train_sources), data.heldout_permille, keep_heldout=False)
+            build_feature_cache(
+                towers, clips, root / "train", signature=signature, vocabularies=vocabularies,
+                stored=data.stored_candidates, num_negatives=data.num_negatives, seed=seed,
+                chunk_size=config.cache.chunk_size, batch_size=config.cache.batch_size,
+                max_clips=config.cache.max_train_clips, progress=config.run.progress,
+            )
         distributed.barrier()
-        train_cache = FeatureCache(root / "train")
-        batches = CachedBatches(train_cache, data.batch_size, seed, info.rank, info.world_size, data.bucket_buffer)
-        evaluation = None
-        if eval_sources and info.is_main:
-            eval_cache = cache("eval", eval_sources, eval_permille, True, data.max_eval_clips)
-            evaluation = functools.partial(eval_cache_batches, eval_cache, data.batch_size)
-        return batches, evaluation
-
-    batches = StreamingBatches(
+        return CachedBatches(FeatureCache(root / "train"), data.batch_size, seed, info.rank, info.world_size,
+                             data.bucket_buffer)
+    return StreamingBatches(
         train_sources, functools.partial(collate, towers.model), vocabularies,
-        batch_size=data.batch_size, num_negatives=data.num_negatives, seed=seed, rank=info.rank,
-        world_size=info.world_size, num_workers=data.num_workers, heldout_permille=data.heldout_permille,
-        shuffle_buffer=data.shuffle_buffer, bucket_size=data.bucket_buffer,
+        batch_size=data.batch_size, stored_candidates=data.stored_candidates, num_negatives=data.num_negatives,
+        seed=seed, rank=info.rank, world_size=info.world_size, num_workers=data.num_workers,
+        heldout_permille=data.heldout_permille, shuffle_buffer=data.shuffle_buffer, bucket_size=data.bucket_buffer,
     )
-    evaluation = None
-    if eval_sources and info.is_main:
-        examples = eval_examples(eval_sources, vocabularies, num_negatives=data.num_negatives, seed=seed,
-                                 max_clips=data.max_eval_clips, heldout_permille=eval_permille)
-        starts = range(0, len(examples), data.batch_size)
-        eval_batches = [collate(towers.model, examples[i : i + data.batch_size]) for i in starts]
-        evaluation = lambda: eval_batches  # decoded once, kept in memory
-    return batches, evaluation
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+class HeldOut:
+    """The held-out clips, measured with :mod:`voiceclap.protocol` exactly as ``voiceclap eval
+    --max-clips <data.max_eval_clips> --seed <run.seed>`` measures them: the same clips, the same
+    candidates, the same functions. The frozen parts' outputs are computed once (in float32, as the
+    model computes them) and only the trained parts run at each evaluation."""
 
+    def __init__(self, config: TrainConfig, towers: TrainableTowers, device: torch.device):
+        data = config.data
+        if data.eval:
+            sources, select = data.eval, None
+        else:  # the seed's hash split of the training sources
+            sources, select = data.train, (lambda clip: is_heldout(clip.id, data.heldout_permille))
+        self.clips = load_eval_set(sources, max_clips=data.max_eval_clips, seed=config.run.seed,
+                                   select=select, progress=config.run.progress).clips
+        self.towers, self.device, self.seed = towers, device, config.run.seed
+        self.batch_size = config.cache.batch_size
+        self._audio: dict[Clip, Features] = {}
+        self._text: dict[str, Features] = {}
 
-@torch.no_grad()
-def evaluate(towers: TrainableTowers, batches, device: torch.device, autocast) -> dict[str, float]:
-    """Audio->text and text->audio R@1/R@5 over the clips' true transcripts, and the Spearman rho
-    of cos(audio, candidate) with the candidate's WER over each clip's transcript and corruptions
-    (rows of a clip resampled together for the CI), overall and per language."""
-    was_training = towers.training
-    towers.eval()
-    audio, texts, error_rates, languages = [], [], [], []
-    for batch in batches:
-        batch = to_device(batch, device)
-        with autocast:
-            a, t = towers(batch)
-        audio.append(a.float().cpu())
-        texts.append(t.float().cpu())
-        error_rates.append(batch["error_rates"].cpu())
-        languages += batch["languages"]
-    towers.train(was_training)
-    audio, texts, error_rates = torch.cat(audio), torch.cat(texts), torch.cat(error_rates)
+    @torch.no_grad()
+    def _embed(self, items: list, frozen: dict, prepare, front, back, size: int) -> np.ndarray:
+        order = sorted(range(len(items)), key=lambda i: len(items[i] if isinstance(items[i], str) else items[i].audio))
+        out = [None] * len(items)
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
+            todo = [items[i] for i in rows if items[i] not in frozen]
+            if todo:
+                features = front(prepare(todo).to(self.device))
+                for item, values, mask in zip(todo, features.values, features.mask):
+                    frozen[item] = values[mask]
+            batch = Features.from_rows([frozen[items[i]] for i in rows])
+            for i, embedding in zip(rows, back(batch).float().cpu().numpy()):
+                out[i] = embedding
+        return np.stack(out)
 
-    similarity = (audio @ texts[:, 0].T).numpy()
-    out = {f"eval/{k}": v for k, v in retrieval_metrics(similarity, ks=(1, 5)).items() if k.startswith("R@")}
-    out["eval/T2A_R@1"] = retrieval_metrics(similarity.T, ks=(1,))["R@1"]
-    scores = torch.einsum("nd,nkd->nk", audio, texts).numpy()
-    wers = torch.cat([torch.zeros(len(audio), 1), error_rates], 1).numpy()
-    valid = wers > 0
-    valid[:, 0] = True  # the true transcript always counts; repeated-transcript slots (WER 0) do not
-    clip_grid = np.broadcast_to(np.arange(len(audio))[:, None], wers.shape)
-    clip = clip_grid[valid]
-    language = np.broadcast_to(np.array(languages)[:, None], wers.shape)[valid]
-    report = correlation_report(scores[valid], wers[valid], clip, n_boot=200)
-    out["eval/spearman"] = report["spearman"]["value"]
-    out["eval/spearman_ci95"] = report["spearman"]["ci95"]
-    per_language = by_group(language, correlation_report, scores[valid], wers[valid], clip, n_boot=0)
-    out.update({f"eval/spearman_{lang}": r["spearman"]["value"] for lang, r in per_language.items()})
-    # The text-prior control (voiceclap.evaluation.corruption_eval): each clip's candidates against
-    # another clip's audio of the same language.
-    partner = next_in_group(languages)
-    control = torch.einsum("nd,nkd->nk", audio[partner], texts).numpy()  # rows with partner -1 are left out
-    control_rows = valid & (partner >= 0)[:, None]
-    control_report = correlation_report(control[control_rows], wers[control_rows], clip_grid[control_rows], n_boot=0)
-    out["eval/spearman_other_audio"] = control_report["spearman"]["value"]
-    out["eval/clips"] = len(audio)
-    return out
+    def scorer(self) -> protocol.EmbeddingScorer:
+        """A scorer over the towers' current trained parts."""
+        towers, model = self.towers, self.towers.model
+        cacheable = towers.plan.cacheable
+        # Without a frozen front end there is nothing to keep between evaluations.
+        audio_frozen = self._audio if cacheable else {}
+        text_frozen = self._text if cacheable else {}
+        return protocol.EmbeddingScorer(
+            lambda clips: self._embed(clips, audio_frozen, lambda c: model.prepare_audio([x.audio for x in c]),
+                                      towers.frozen_audio, towers.embed_audio, self.batch_size),
+            lambda texts: self._embed(texts, text_frozen, model.tokenize, towers.frozen_text, towers.embed_text,
+                                      self.batch_size * 4),
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """R@1/R@5 (both directions), the card's rho with its CI and per language, and the text-prior
+        control, as ``voiceclap eval`` reports them."""
+        was_training = self.towers.training
+        self.towers.eval()
+        scorer = self.scorer()
+        retrieval, _ = protocol.retrieval(self.clips, scorer)
+        corruption, _ = protocol.corruption(self.clips, scorer, seed=self.seed, n_boot=200)
+        self.towers.train(was_training)
+        out: dict[str, float] = {"eval/clips": len(self.clips)}
+        if "overall" in retrieval:
+            a2t, t2a = retrieval["overall"]["audio_to_text"], retrieval["overall"]["text_to_audio"]
+            out.update({"eval/R@1": a2t["R@1"], "eval/R@5": a2t["R@5"], "eval/T2A_R@1": t2a["R@1"]})
+        if "pooled" in corruption:
+            out["eval/spearman"] = corruption["pooled"]["spearman"]["value"]
+            out["eval/spearman_ci95"] = corruption["pooled"]["spearman"]["ci95"]
+            out.update({f"eval/spearman_{k}": v["spearman"]["value"] for k, v in corruption["by_language"].items()})
+            out["eval/spearman_other_audio"] = corruption["other_audio_control"]["spearman"]["value"]
+        return out
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -240,6 +233,7 @@ def plot_metrics(metrics_path: Path, png_path: Path) -> None:
 def train(config: TrainConfig) -> Path:
     """Run (or resume) training; returns the exported model directory."""
     run = config.run
+    limit_onednn_primitive_cache()
     info = distributed.init_distributed(run.device, run.dist_timeout_minutes)
     device = info.device
     out_dir = Path(run.out_dir)
@@ -269,7 +263,9 @@ def train(config: TrainConfig) -> Path:
                 encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     towers = TrainableTowers(model, plan).to(device)
     vocabularies = prepare_vocabularies(config, out_dir, info)
-    train_batches, evaluation = prepare_data(config, towers, vocabularies, out_dir, info)
+    train_batches = prepare_data(config, towers, vocabularies, out_dir, info)
+    has_eval = bool(config.data.eval or config.data.heldout_permille)
+    held_out = HeldOut(config, towers, device) if has_eval and info.is_main else None
     random.seed(run.seed + info.rank)  # from here on (dropout), every rank draws its own numbers
     np.random.seed(run.seed + info.rank)
     torch.manual_seed(run.seed + info.rank)
@@ -322,8 +318,8 @@ def train(config: TrainConfig) -> Path:
         distributed.barrier()
 
     def held_out_eval() -> None:
-        if evaluation is not None:
-            record = {"split": "eval", "step": step, **evaluate(towers, evaluation(), device, autocast)}
+        if held_out is not None:
+            record = {"split": "eval", "step": step, **held_out.metrics()}
             log_metrics(metrics_path, record)
             tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         distributed.barrier()
@@ -339,19 +335,19 @@ def train(config: TrainConfig) -> Path:
     wrapped.train()
     while step < optim.max_steps:
         for micro in range(optim.grad_accum_steps):
-            batch = to_device(next(batches), device)
+            batch = next(batches).to(device)
             last = micro == optim.grad_accum_steps - 1
             # DDP all-reduces gradients only on the last micro-batch of a step.
             sync = contextlib.nullcontext() if last or info.world_size == 1 else wrapped.no_sync()
             with sync:
                 with autocast:
                     audio, texts = wrapped(batch)
-                terms = loss_fn(audio, texts, batch["error_rates"], model.logit_scale, model.logit_bias)
+                terms = loss_fn(audio, texts, batch.error_rates, model.logit_scale, model.logit_bias)
                 # Each rank holds its share of the global-batch loss; DDP averages gradients.
                 (terms["loss"] * info.world_size / optim.grad_accum_steps).backward()
             for name, value in terms.items():
                 window[name] += value.item() / optim.grad_accum_steps
-            window_samples += len(batch["ids"])
+            window_samples += len(batch.ids)
         if optim.grad_clip > 0:
             window["grad_norm"] += float(torch.nn.utils.clip_grad_norm_(trainable, optim.grad_clip))
         optimizer.step()
