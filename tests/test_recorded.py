@@ -89,12 +89,13 @@ def make_uqm(root: Path) -> dict:
         for i, page in enumerate(pages):
             kept[f"uqm/{name}-{i}"] = (page, speech_seconds(page), PAGE_FREQS[i])
     # Markup, a page of punctuation only, an empty line (not a page) and a zero timing (ignored).
-    pages = ["Our nook in *time*!", "...", "We didn't `run out' on you."]
-    text += ["#(MARKUP)\tarilou-008.ogg", pages[0], "", pages[1], pages[2], ""]
-    timings.append(f"#(MARKUP) {ms([speech_seconds(p) for p in pages[:2]])},0")
+    pages = ["Our nook in *time*!", "...", "We didn't `run out' on you.", "-<GO KILL YOURSELF!>-"]
+    text += ["#(MARKUP)\tarilou-008.ogg", pages[0], "", pages[1], pages[2], pages[3], ""]
+    timings.append(f"#(MARKUP) {ms([speech_seconds(p) for p in pages[:3]])},0")
     voice["3dovoice/arilou/arilou-008.ogg"] = recording(pages)
     kept["uqm/arilou-008-0"] = ("Our nook in time!", speech_seconds(pages[0]), PAGE_FREQS[0])
     kept["uqm/arilou-008-2"] = ("We didn't 'run out' on you.", speech_seconds(pages[2]), PAGE_FREQS[2])
+    kept["uqm/arilou-008-3"] = ("GO KILL YOURSELF!", speech_seconds(pages[3]), PAGE_FREQS[0])
     # More timings than pages: the game appends text later; the tail is left out.
     pages = ["Your ship is", "a fine one, Captain"]
     seconds = [speech_seconds(p) for p in pages]

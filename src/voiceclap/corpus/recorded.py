@@ -352,9 +352,10 @@ _UQM_SYNTHETIC = {"probe"}
 _UQM_RESOURCE_MAP = "3dovoice/3dovoice.rmp"
 _UQM_DIALOGUE = re.compile(r"^comm\.[\w.]+\.dialogue\s*=\s*CONVERSATION:([^:]+):([^:]+):([^:]+)\s*$")
 _UQM_ENTRY = re.compile(r"^#\(([^)]*)\)\s*(\S*)")
-# Typography the game draws but nobody says: *emphasis*, the Talking Pet's -<compulsion>- and
+# Typography the game draws but nobody says: the Talking Pet's -<compulsion>-, *emphasis* and
 # `quotes' opened with a backtick.
-_UQM_MARKUP = str.maketrans({"*": None, "<": None, ">": None, "`": "'"})
+_UQM_COMPULSION = re.compile(r"-<(.*?)>-")
+_UQM_MARKUP = str.maketrans({"*": None, "`": "'"})
 _UQM_LICENSE = SOURCES["uqm"].license
 
 
@@ -460,7 +461,7 @@ def _scan_uqm(packages: _UqmPackages, report: SourceReport) -> Iterator[Clip]:
                 report.drop("timing_mismatch", "en", len(pages))
                 continue
             for index, (page, (start, end)) in enumerate(zip(pages, bounds)):
-                text = clean_text(page.translate(_UQM_MARKUP))
+                text = clean_text(_UQM_COMPULSION.sub(r"\1", page).translate(_UQM_MARKUP))
                 if not normalize_for_wer(text, "en"):
                     report.drop("no_transcript", "en")
                     continue
