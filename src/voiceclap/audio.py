@@ -19,6 +19,7 @@ CHUNK_LENGTH = 30  # seconds: Whisper's context
 N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames
 MIN_SAMPLES = SAMPLE_RATE // 10  # shorter than 0.1 s carries no speech worth scoring
+SILENCE_PEAK = 1e-3  # -60 dBFS: below any real recording's speech peaks
 # Masked pooling pads a clip to a whole number of encoder output pairs: 2 mel frames per encoder
 # frame (conv2 stride) times 2 encoder frames per pooled frame.
 FRAMES_PER_POOLED_FRAME = 4
@@ -122,6 +123,11 @@ def load_audio(source: AudioSource, sr: int | None = None) -> np.ndarray:
     if audio.shape[0] < MIN_SAMPLES:
         raise AudioDecodeError(f"audio is {audio.shape[0] / SAMPLE_RATE:.3f} s long; at least 0.1 s is needed")
     return audio
+
+
+def is_silent(audio: np.ndarray) -> bool:
+    """No sample reaches SILENCE_PEAK (an empty clip is silent too)."""
+    return audio.size == 0 or float(np.abs(audio).max()) < SILENCE_PEAK
 
 
 def pad_or_trim(audio: np.ndarray, length: int = N_SAMPLES) -> np.ndarray:

@@ -63,7 +63,6 @@ from .clips import Clip, decode_clip
 from .manifest import Manifest, transcript_problem
 from .model import VoiceCLAP
 
-SILENCE_PEAK = 1e-3  # -60 dBFS: below any real recording's speech peaks
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
 FLAGS = ("truncated_audio", "truncated_text", "silent", "duplicate_id")
 # A torchrun job whose rank dies is torn down by torchrun itself, so a long barrier timeout never
@@ -257,7 +256,7 @@ class ScoringEngine:
                 duration=round(len(clip.audio) / A.SAMPLE_RATE, 3),
                 truncated_audio=len(clip.audio) > max_samples,
                 truncated_text=text_truncated[i],
-                silent=bool(np.abs(clip.audio).max() < SILENCE_PEAK),
+                silent=A.is_silent(clip.audio),
             )
             if estimated is not None:
                 record["estimated_wer"] = round(float(estimated[i]), 6)

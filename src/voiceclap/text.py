@@ -14,7 +14,7 @@ import unicodedata
 
 import ftfy
 
-__all__ = ["clean_text", "normalize_for_wer", "units", "uses_characters"]
+__all__ = ["clean_text", "normalize_for_wer", "primary_language", "units", "uses_characters"]
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -49,14 +49,15 @@ def clean_text(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
-def _primary_subtag(language: str) -> str:
-    # "zh-CN", "zh_Hant", "JA" -> "zh", "zh", "ja": only the language itself decides the unit.
+def primary_language(language: str) -> str:
+    """The primary subtag of a language tag: "zh-CN", "zh_Hant", "JA" -> "zh", "zh", "ja" (what decides
+    the error unit, and what Whisper names its languages by)."""
     return language.strip().lower().replace("_", "-").split("-", 1)[0]
 
 
 def uses_characters(language: str) -> bool:
     """True when errors for ``language`` are counted per character (CER) rather than per word."""
-    return _primary_subtag(language) in _CHARACTER_LANGUAGES
+    return primary_language(language) in _CHARACTER_LANGUAGES
 
 
 @functools.cache

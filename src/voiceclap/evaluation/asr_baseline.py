@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from voiceclap.clips import Clip
+from voiceclap.text import primary_language
 from voiceclap.weights import INSTALL_COMMAND, cache_root, resolve_encoder_source
 
 __all__ = ["DEFAULT_ASR_MODEL", "FasterWhisperTranscriber", "Transcriber", "TranscriptCache", "default_cache_path", "transcribe"]
@@ -42,11 +43,6 @@ class Transcriber(Protocol):
 
     def transcribe(self, audio: np.ndarray, language: str) -> str:
         """16 kHz mono float32 audio -> text."""
-
-
-def _whisper_language(language: str) -> str:
-    # Whisper takes bare ISO 639-1 codes: "de-DE", "zh_Hans" -> "de", "zh".
-    return language.strip().lower().replace("_", "-").split("-", 1)[0]
 
 
 class FasterWhisperTranscriber:
@@ -79,12 +75,12 @@ class FasterWhisperTranscriber:
         self.identity = f"faster-whisper=={version}|{model}|{compute_type}|beam={beam_size}|temperature-fallback"
 
     def supports(self, language: str) -> bool:
-        return _whisper_language(language) in self._model.supported_languages
+        return primary_language(language) in self._model.supported_languages
 
     def transcribe(self, audio: np.ndarray, language: str) -> str:
         segments, _ = self._model.transcribe(
             audio,
-            language=_whisper_language(language),
+            language=primary_language(language),
             beam_size=self.beam_size,
             # Temperature fallback stays at faster-whisper's default: it re-decodes the repetition
             # loops ("di cazza di cazza ...", WER 28) that greedy decoding alone falls into on robotic

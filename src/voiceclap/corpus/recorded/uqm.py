@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from voiceclap.audio import decode
+from voiceclap.audio import decode_native
 from voiceclap.clips import Clip
 from voiceclap.corpus.recorded.checks import audio_duration, audio_problem, counted, drop_copies, drop_duration_outliers
 from voiceclap.corpus.recorded.report import SourceReport
@@ -213,7 +213,7 @@ def _cut_uqm(packages: _UqmPackages, segments: list[Clip]) -> Iterator[Clip]:
     for clip in segments:
         by_recording[clip.extra["recording"]].append(clip)
     for member, clips in by_recording.items():
-        samples, sample_rate = decode(packages.read(member))
+        samples, sample_rate = decode_native(packages.read(member))
         for clip in clips:
             start = round(clip.extra["start"] * sample_rate)
             end = round(clip.extra["end"] * sample_rate)
