@@ -69,13 +69,30 @@ def _load_waveform(path: str):
 # ----- commands -----
 
 
+def _backend(args: argparse.Namespace, device):
+    """What `voiceclap score` scores with: the CLAP (--model) or Whisper's decoder (--scorer whisper)."""
+    from .scoring import ClapBackend, TeacherBackend
+
+    if args.scorer == "clap":
+        return ClapBackend(load_cli_model(args.model, device))
+    from .pretrained import TEACHER_CALIBRATION_PATH
+    from .runtime import quiet_transformers
+    from .teacher import WhisperTeacher
+
+    quiet_transformers()
+    teacher = WhisperTeacher.from_pretrained(device=device or "cpu")
+    calibration = args.teacher_calibration or (TEACHER_CALIBRATION_PATH if TEACHER_CALIBRATION_PATH.exists() else None)
+    if calibration:
+        teacher.load_calibration(calibration)
+    return TeacherBackend(teacher)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     if args.manifest is not None:
         return _score_manifest(args)
-    from .scoring import FLAGS, ClapBackend, score_pair
+    from .scoring import FLAGS, score_pair
 
-    model = load_cli_model(args.model, args.device)
-    record = score_pair(ClapBackend(model), args.audio, args.text)
+    record = score_pair(_backend(args, args.device), args.audio, args.text, args.language)
     if args.json:
         print(json.dumps(record, ensure_ascii=False))
     if record["error"]:
@@ -95,7 +112,6 @@ def _score_manifest(args: argparse.Namespace) -> int:
     from .manifest import read_manifest
     from .runtime import configure_threads
     from .scoring import (
-        ClapBackend,
         Shard,
         default_device,
         output_format,
@@ -106,9 +122,8 @@ def _score_manifest(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.manifest)  # so does a bad manifest
     shard = Shard.from_env()
     configure_threads(shard.local_world, args.threads)
-    model = load_cli_model(args.model, args.device or default_device(shard))
     summary = score_manifest(
-        ClapBackend(model),
+        _backend(args, args.device or default_device(shard)),
         manifest,
         args.output,
         batch_size=args.batch_size,
@@ -261,6 +276,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pair = score.add_argument_group("one pair")
     pair.add_argument("--audio", help="audio file (wav, flac, mp3, ogg/opus, m4a, ...)")
     pair.add_argument("--text", help="its transcript")
+    pair.add_argument("--language", help="its language, e.g. en (the whisper scorer needs it)")
     pair.add_argument("--json", action="store_true", help="print the full result record as JSON")
     batch = score.add_argument_group("a manifest")
     batch.add_argument("--manifest", help="manifest file: .tsv, .csv or .jsonl")
@@ -274,7 +290,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     batch.add_argument("--decode-workers", type=_positive, default=2, help="audio decoding threads (default: %(default)s)")
     batch.add_argument("--threads", type=_positive, help="torch threads (default: this machine's cores / ranks on it)")
     batch.add_argument("--summary", help="also write the summary as JSON to this file")
-    score.add_argument("--model", help=MODEL_HELP)
+    score.add_argument(
+        "--scorer", choices=("clap", "whisper"), default="clap",
+        help="clap: the VoiceCLAP model (fast, the default); whisper: the likelihood Whisper base's decoder gives the "
+        "transcript (slower, more accurate; needs each clip's language)",
+    )
+    score.add_argument("--model", help=MODEL_HELP + " (the clap scorer)")
+    score.add_argument("--teacher-calibration", help="the whisper scorer's score -> WER calibration (default: the shipped one)")
     score.add_argument("--device", help="torch device (default: cuda:<local rank> if available, else cpu)")
     score.set_defaults(func=cmd_score, parser=score)
 

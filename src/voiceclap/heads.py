@@ -6,6 +6,10 @@ the model config (``audio_head`` / ``text_head``, a dict with a ``type``), built
 
 - ``mean``: the seed's heads. A mean over the states, then an MLP; the audio one first applies the
   seed's per-frame projection (affine, so applying it after the mean is the same function).
+- ``attention``: a head that sees the sequence. A down-projection, a few transformer layers over the
+  states, then attention pooling: a few learned queries attend to the states, and the joint vector
+  is a projection of their outputs side by side. What was said where survives into the vector,
+  where a mean keeps little more than a bag of sounds.
 """
 
 from __future__ import annotations
@@ -48,7 +52,43 @@ class TextMeanHead(nn.Module):
         return self.proj(masked_mean(states, mask))
 
 
-_HEADS = {("audio", "mean"): AudioMeanHead, ("text", "mean"): TextMeanHead}
+class AttentionPoolHead(nn.Module):
+    """Down-projection to ``dim``, ``layers`` pre-norm transformer layers (``heads`` heads, GELU, 4x
+    feed-forward), ``queries`` learned queries attending to the result, their outputs concatenated,
+    normalized and projected to ``joint_dim``. Padding is masked as attention keys throughout, so a
+    sequence's vector does not depend on the batch it is in."""
+
+    def __init__(
+        self, width: int, joint_dim: int, dim: int = 256, layers: int = 2, heads: int = 4, queries: int = 4,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.down = nn.Linear(width, dim)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        # enable_nested_tensor off: the nested fast path zeroes padded positions in eval mode only,
+        # and the two modes must compute the same function.
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.queries = nn.Parameter(torch.randn(queries, dim) * dim**-0.5)
+        self.pool = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(queries * dim)
+        self.out = nn.Linear(queries * dim, joint_dim)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        padding = ~mask.bool()
+        x = self.layers(self.down(states), src_key_padding_mask=padding)
+        queries = self.queries.expand(x.shape[0], -1, -1)
+        pooled, _ = self.pool(queries, x, x, key_padding_mask=padding, need_weights=False)
+        return self.out(self.norm(pooled.flatten(1)))
+
+
+_HEADS = {
+    ("audio", "mean"): AudioMeanHead,
+    ("text", "mean"): TextMeanHead,
+    ("audio", "attention"): AttentionPoolHead,
+    ("text", "attention"): AttentionPoolHead,
+}
 
 
 def build_head(tower: str, spec: dict[str, Any], width: int, joint_dim: int) -> nn.Module:

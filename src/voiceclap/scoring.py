@@ -91,13 +91,14 @@ class ScoringError(RuntimeError):
 
 
 class ClapBackend:
-    """The CLAP: cosine of the clip's and the transcript's embeddings. Each distinct transcript goes
+    """The CLAP (the default): cosine of the clip's and the transcript's embeddings. Each distinct transcript goes
     through the text tower once and stays in an LRU cache of ``text_cache_size`` entries, so a
     transcript repeated across the manifest (one sentence, many systems) is usually not encoded again."""
 
     def __init__(self, model: VoiceCLAP, text_cache_size: int = 16384):
         self.model = model.eval()
         self.device = next(model.parameters()).device
+        self.needs_language = False
         self.max_seconds = model.config.max_audio_seconds
         # Seed pooling pads every clip to 30 s: that, not the clip, is what a batch costs.
         self.padded_seconds = A.CHUNK_LENGTH if model.config.audio_pooling == "seed" else None
@@ -136,7 +137,47 @@ class ClapBackend:
         return (audio * text).sum(-1).float().cpu().numpy(), [truncated for _, truncated in texts]
 
 
-def fields_for(backend: ClapBackend) -> list[str]:
+class TeacherBackend:
+    """Whisper's decoder (:class:`voiceclap.teacher.WhisperTeacher`): the likelihood it gives the
+    transcript, normalized as the teacher is configured. Slower and more accurate than the CLAP; it
+    needs each row's language (Whisper is told, not asked, what language it hears)."""
+
+    needs_language = True
+
+    def __init__(self, teacher):
+        if teacher.normalization == "pmi_other":
+            raise ValueError("pmi_other compares a clip with another clip's audio: use it in voiceclap eval")
+        self.teacher = teacher
+        self.device = teacher.device
+        self.max_seconds = A.CHUNK_LENGTH
+        self.padded_seconds = A.CHUNK_LENGTH if teacher.context == "full" else None
+
+    @property
+    def calibrated(self) -> bool:
+        return self.teacher.calibration is not None
+
+    def estimate_wer(self, scores: np.ndarray) -> np.ndarray | None:
+        return self.teacher.estimate_wer(scores)
+
+    def prepare(self, texts: set[str]) -> None:
+        """Nothing to prepare: every pair goes through the decoder with its own clip."""
+
+    def score(self, clips: Sequence[Clip]) -> tuple[np.ndarray, list[bool]]:
+        from voiceclap.teacher import normalized_scores
+
+        scores, truncated = [], []
+        for clip in clips:
+            encoded = self.teacher.encode(clip.audio)
+            likelihoods = self.teacher.log_likelihoods(encoded, [clip.text], clip.language)
+            reference = None
+            if self.teacher.normalization == "pmi_silence":
+                reference = self.teacher.log_likelihoods(self.teacher.silence_like(encoded), [clip.text], clip.language)
+            scores.append(normalized_scores(likelihoods, self.teacher.normalization, reference)[0])
+            truncated.append(likelihoods.text_truncated[0])
+        return np.array(scores), truncated
+
+
+def fields_for(backend: ClapBackend | TeacherBackend) -> list[str]:
     """Output columns; ``estimated_wer`` only for a calibrated scorer."""
     calibrated = ["estimated_wer"] if backend.calibrated else []
     return ["row", "id", "audio", "language", "system", "score", *calibrated, "duration", *FLAGS, "error"]
@@ -170,7 +211,7 @@ class ScoringEngine:
 
     def __init__(
         self,
-        backend: ClapBackend,
+        backend: ClapBackend | TeacherBackend,
         batch_size: int = 16,
         batch_seconds: float | None = None,
         decode_workers: int = 2,
@@ -196,19 +237,25 @@ class ScoringEngine:
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="voiceclap-decode") as pool:
 
             def submit(window: list[Clip]) -> list[Future]:
-                return [pool.submit(decode_row, clip) for clip in window if clip.error is None]
+                return [pool.submit(decode_row, clip) for clip in window if self._problem(clip) is None]
 
             pending = submit(windows[0]) if windows else []
             for k, window in enumerate(windows):
                 current = pending
                 # Queue the next window now: it decodes while this one is on the model.
                 pending = submit(windows[k + 1]) if k + 1 < len(windows) else []
-                failed = [self._error(clip, clip.error) for clip in window if clip.error is not None]
+                failed = [self._error(clip, self._problem(clip)) for clip in window if self._problem(clip) is not None]
                 decoded = [future.result() for future in current]
                 failed += [self._error(clip, clip.error) for clip in decoded if clip.error is not None]
                 if failed:
                     yield failed
                 yield from self._score_window([clip for clip in decoded if clip.error is None])
+
+    def _problem(self, clip: Clip) -> str | None:
+        """Why a row cannot be scored before its audio is even read, or None."""
+        if clip.error is None and self.backend.needs_language and not clip.language:
+            return "this scorer needs the clip's language (a `language` column)"
+        return clip.error
 
     def _error(self, clip: Clip, message: str) -> dict:
         record = base_record(clip, self.fields)
@@ -264,9 +311,11 @@ class ScoringEngine:
         return records
 
 
-def score_pair(backend: ClapBackend, audio: str | os.PathLike, text: str) -> dict:
+def score_pair(backend: ClapBackend | TeacherBackend, audio: str | os.PathLike, text: str,
+               language: str | None = None) -> dict:
     """One (audio file, transcript) pair -> the same record a manifest row would get."""
-    clip = Clip("pair", text, audio=str(audio), row=0, error=transcript_problem(text), extra={"audio": str(audio)})
+    clip = Clip("pair", text, language, audio=str(audio), row=0, error=transcript_problem(text),
+                extra={"audio": str(audio)})
     (records,) = ScoringEngine(backend, batch_size=1, decode_workers=1).score_rows([clip])
     return records[0]
 
@@ -501,7 +550,7 @@ def _check_belongs(records: Iterable[dict], manifest: Manifest, source: Path) ->
 
 
 def score_manifest(
-    backend: ClapBackend,
+    backend: ClapBackend | TeacherBackend,
     manifest: Manifest,
     output: str | os.PathLike,
     *,

@@ -89,6 +89,11 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--asr-compute-type", default="int8", help="CTranslate2 compute type (default int8)")
     parser.add_argument("--asr-beam", type=int, default=1, metavar="N", help="ASR beam size (default 1: greedy)")
     parser.add_argument("--asr-cache", metavar="FILE", help="transcript cache (default <voiceclap cache>/asr/transcripts.jsonl)")
+    parser.add_argument("--teacher-context", default="short", choices=("short", "full"),
+                        help="teacher's audio context: the clip's length or Whisper's 30 s (default short)")
+    parser.add_argument("--teacher-normalization", default="mean", choices=("mean", "sum", "pmi_other", "pmi_silence"),
+                        help="teacher score: mean/sum token log-probability, or PMI against another clip or silence")
+    parser.add_argument("--teacher-calibration", metavar="FILE", help="a teacher calibration to test (teacher_calibration.json)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the clip sample, the corruptions and the bootstrap (default 0)")
     parser.add_argument("--n-boot", type=int, default=1000, metavar="N", help="bootstrap replicates for the 95%% CIs (default 1000)")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="audio clips per model batch (default 16)")
@@ -132,7 +137,7 @@ def _print_summary(report: dict, out: Path) -> None:
 
 
 def _scorers(args: argparse.Namespace, device: str, progress: bool):
-    """(scorers by name, the clap model or None, its directory or None)."""
+    """(scorers by name, the clap model or None)."""
     import torch
 
     from voiceclap.model import RANDOM_PREFIX, load_model
@@ -142,16 +147,17 @@ def _scorers(args: argparse.Namespace, device: str, progress: bool):
     from .scorers import AsrScorer, ClapScorer
 
     quiet_transformers()
-    scorers, model, model_dir = {}, None, None
+    scorers, model = {}, None
     for name in args.scorers:
         if name == "clap":
             model = load_model(args.model, device)
             # Where a fitted calibration is stored with the model: its local directory, if it has one.
+            model_dir = None
             if args.model is None:
                 model_dir = default_model_path()
             elif not args.model.startswith(RANDOM_PREFIX) and Path(args.model).is_dir():
                 model_dir = Path(args.model)
-            scorers[name] = ClapScorer(model, args.batch_size, progress)
+            scorers[name] = ClapScorer(model, args.batch_size, progress, model_dir)
         elif name == "asr":
             from .asr_baseline import FasterWhisperTranscriber, TranscriptCache, default_cache_path
 
@@ -164,8 +170,13 @@ def _scorers(args: argparse.Namespace, device: str, progress: bool):
         else:
             from .scorers import TeacherScorer
 
-            scorers[name] = TeacherScorer.load(device=device, progress=progress)
-    return scorers, model, model_dir
+            scorers[name] = TeacherScorer.load(
+                device=device, progress=progress, context=args.teacher_context,
+                normalization=args.teacher_normalization,
+            )
+            if args.teacher_calibration:
+                scorers[name].teacher.load_calibration(args.teacher_calibration)
+    return scorers, model
 
 
 def eval_from_args(args: argparse.Namespace) -> int:
@@ -183,7 +194,7 @@ def eval_from_args(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         # Scorers first: a wrong --model or a missing ASR install should fail before minutes of decoding.
-        scorers, model, model_dir = _scorers(args, device, progress)
+        scorers, model = _scorers(args, device, progress)
         sets = []
         for role, group in requested:
             name = group[0][0]
@@ -197,7 +208,7 @@ def eval_from_args(args: argparse.Namespace) -> int:
         return 2
     settings = {k: v for k, v in vars(args).items() if not callable(v)}
     report = run_evaluation(
-        scorers, sets, args.out, model=model, model_source=str(args.model or model_dir or ""), model_dir=model_dir,
+        scorers, sets, args.out, model=model, model_source=str(args.model or "the shipped default model"),
         options=EvalOptions(args.k_corruptions, args.pool, args.seed, args.n_boot, args.fit_calibration, progress),
         settings={**settings, "device": device},
     )

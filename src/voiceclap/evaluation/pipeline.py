@@ -20,7 +20,7 @@ from typing import Any
 
 from voiceclap import protocol
 from voiceclap.calibration import Calibration
-from voiceclap.model import CALIBRATION_NAME, VoiceCLAP
+from voiceclap.model import VoiceCLAP
 from voiceclap.protocol import Row, Scorer
 
 from . import plots
@@ -59,8 +59,8 @@ def _scorer_seconds(scorer: Scorer) -> float:
 class _Run:
     """The report being built, and the files written beside it."""
 
-    def __init__(self, out: Path, options: EvalOptions, model: VoiceCLAP | None, model_dir: Path | None):
-        self.out, self.options, self.model, self.model_dir = out, options, model, model_dir
+    def __init__(self, out: Path, options: EvalOptions):
+        self.out, self.options = out, options
         self.files: list[str] = []
         self.plots: list[str] = []
 
@@ -86,26 +86,22 @@ class _Run:
         self.rows(f"{tag}_corruption_rows.jsonl", rows)
         if rows:
             self.plot(plots.plot_score_vs_wer([r.to_json() for r in rows], self.out / f"{tag}_score_vs_wer.png", name))
-        if name == "clap" and self.model is not None and rows:
-            result["calibration"] = self.calibration(rows, tag)
+        if hasattr(scorer, "adopt_calibration") and rows:
+            result["calibration"] = self.calibration(scorer, rows, tag)
         return result
 
-    def calibration(self, rows: list[Row], tag: str) -> dict[str, Any]:
-        """Fit score -> expected WER on one half of the clips (and store it with the model), or test the
-        model's stored calibration on all rows."""
+    def calibration(self, scorer: Scorer, rows: list[Row], tag: str) -> dict[str, Any]:
+        """Fit the scorer's score -> expected WER map on one half of the clips (the scorer adopts and
+        stores it), or test the calibration it carries on all rows."""
         if not self.options.fit_calibration:
-            if self.model.calibration is None:
-                return {"undefined": "the model has no calibration (--fit-calibration fits one)"}
-            self.plot(plots.plot_calibration(self.model.calibration, [r.to_json() for r in rows], self.out / f"{tag}_calibration.png"))
-            return {"source": "stored with the model", "heldout": evaluate_calibration(self.model.calibration, rows)}
+            if scorer.calibration is None:
+                return {"undefined": "the scorer carries no calibration (--fit-calibration fits one)"}
+            self.plot(plots.plot_calibration(scorer.calibration, [r.to_json() for r in rows], self.out / f"{tag}_calibration.png"))
+            return {"source": "carried by the scorer", "heldout": evaluate_calibration(scorer.calibration, rows)}
         fitted, summary = fit_calibration(rows)
         if fitted is None:
             return summary
-        self.model.calibration = fitted
-        saved = [self.out / CALIBRATION_NAME] + ([Path(self.model_dir) / CALIBRATION_NAME] if self.model_dir else [])
-        for path in saved:
-            fitted.save(path)
-        summary["saved_to"] = [str(p) for p in saved]
+        summary["saved_to"] = [str(p) for p in scorer.adopt_calibration(fitted, self.out)]
         test_rows = [r.to_json() for r in rows if not in_fit_half(r.clip.id)]
         self.plot(plots.plot_calibration(fitted, test_rows, self.out / f"{tag}_calibration.png"))
         return summary
@@ -113,7 +109,7 @@ class _Run:
     def gold(self, eval_set: EvalSet, name: str, scorer: Scorer) -> tuple[dict[str, Any], list[Row]]:
         summary, rows = protocol.gold(eval_set.clips, scorer, self.options.n_boot, self.options.seed)
         self.rows(f"{eval_set.name}_{name}_gold_rows.jsonl", rows)
-        calibration: Calibration | None = getattr(self.model, "calibration", None) if name == "clap" else None
+        calibration: Calibration | None = getattr(scorer, "calibration", None)
         if calibration is not None and rows:
             summary["estimated_wer_mae"] = calibration.mean_absolute_error([r.score for r in rows], [r.wer for r in rows])
         return {"gold": summary}, rows
@@ -130,22 +126,21 @@ def run_evaluation(
     out_dir: str | Path,
     model: VoiceCLAP | None = None,
     model_source: str = "",
-    model_dir: str | Path | None = None,
     options: EvalOptions | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every set through every scorer; writes the report into ``out_dir`` and returns it.
 
-    ``model`` (the CLAP behind the ``clap`` scorer, optional) supplies the description and the stored
-    calibration, and receives a newly fitted one, saved beside its weights when ``model_dir`` is given.
-    ``settings`` (e.g. the CLI arguments) go into the report."""
+    ``model`` (the CLAP behind the ``clap`` scorer, optional) is described in the report. A scorer that
+    carries a calibration (``calibration``, ``adopt_calibration``) has it tested, or with
+    ``options.fit_calibration`` fitted anew and stored. ``settings`` (e.g. the CLI arguments) go into the report."""
     options = options or EvalOptions()
     if not sets:
         raise ValueError("nothing to evaluate: give at least one set")
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run = _Run(out, options, model, Path(model_dir) if model_dir else None)
+    run = _Run(out, options)
     report: dict[str, Any] = {
         "voiceclap_version": importlib.metadata.version("voiceclap"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from voiceclap.calibration import Calibration
 from voiceclap.clips import Clip
 from voiceclap.metrics import error_rate
-from voiceclap.model import VoiceCLAP
+from voiceclap.model import CALIBRATION_NAME, VoiceCLAP
 from voiceclap.protocol import EmbeddingScorer
 
 from .asr_baseline import Transcriber, TranscriptCache, transcribe
@@ -25,14 +27,29 @@ from .asr_baseline import Transcriber, TranscriptCache, transcribe
 
 class ClapScorer(EmbeddingScorer):
     """A VoiceCLAP model's cosine: clips embedded in length-sorted batches of ``batch_size``, texts in
-    batches of 64. ``truncated`` counts the clips and texts the model saw only the start of."""
+    batches of 64. ``truncated`` counts the clips and texts the model saw only the start of.
+    ``model_dir``: where a calibration fitted on its scores is stored with the model (when local)."""
 
-    def __init__(self, model: VoiceCLAP, batch_size: int = 16, progress: bool = True):
+    def __init__(self, model: VoiceCLAP, batch_size: int = 16, progress: bool = True, model_dir: Path | None = None):
         super().__init__(self._embed_clips, self._embed_texts, name="clap")
         self.model = model
+        self.model_dir = model_dir
         self.batch_size = batch_size
         self.progress = progress
         self.truncated = {"clips": 0, "texts": 0}
+
+    @property
+    def calibration(self) -> Calibration | None:
+        return self.model.calibration
+
+    def adopt_calibration(self, calibration: Calibration, out_dir: Path) -> list[Path]:
+        """Use ``calibration`` from now on; saved in the report and beside the model's weights, where
+        :meth:`VoiceCLAP.from_pretrained` loads it. Returns the files written."""
+        self.model.calibration = calibration
+        paths = [out_dir / CALIBRATION_NAME] + ([self.model_dir / CALIBRATION_NAME] if self.model_dir else [])
+        for path in paths:
+            calibration.save(path)
+        return paths
 
     @torch.inference_mode()
     def _embed(self, items: list, size: int, prepare, run, what: str) -> np.ndarray:
@@ -95,3 +112,58 @@ class AsrScorer:
         scores = np.array([[-error_rate(t, h, c.language) for t in texts] for c, h in zip(clips, hypotheses)])
         self.seconds += time.perf_counter() - start
         return scores
+
+
+class TeacherScorer:
+    """Whisper's decoder (:class:`voiceclap.teacher.WhisperTeacher`): each clip's texts scored together,
+    one encoder pass per clip. Its pairs are costly, so it takes no part in the all-pairs retrieval."""
+
+    name = "teacher"
+    full_retrieval = False
+
+    def __init__(self, teacher, progress: bool = True):
+        self.teacher = teacher
+        self.progress = progress
+        self.seconds = 0.0
+
+    @classmethod
+    def load(cls, device: str = "cpu", progress: bool = True, **options) -> TeacherScorer:
+        from voiceclap.teacher import WhisperTeacher
+
+        return cls(WhisperTeacher.from_pretrained(device=device, **options), progress)
+
+    @property
+    def calibration(self) -> Calibration | None:
+        return self.teacher.calibration
+
+    def adopt_calibration(self, calibration: Calibration, out_dir: Path) -> list[Path]:
+        """Use ``calibration`` from now on; saved in the report with the context and normalization its
+        scores were made with (``WhisperTeacher.load_calibration`` reads it). Returns the files written."""
+        self.teacher.calibration = calibration
+        path = out_dir / "teacher_calibration.json"
+        self.teacher.save_calibration(path)
+        return [path]
+
+    def score_pairs(self, clips: Sequence[Clip], texts: Sequence[str]) -> np.ndarray:
+        start = time.perf_counter()
+        by_clip: dict[Clip, list[int]] = {}
+        for i, clip in enumerate(clips):
+            by_clip.setdefault(clip, []).append(i)
+        groups = list(by_clip.items())
+        scores = np.empty(len(texts))
+        # The next clip's audio is the reference of the pmi_other normalization.
+        references = [c.audio for c, _ in groups[1:]] + [groups[0][0].audio] if groups else []
+        for (clip, rows), reference in tqdm(
+            list(zip(groups, references)), desc="teacher", unit="clip", disable=not self.progress
+        ):
+            scores[rows] = self.teacher.score_clip(
+                clip.audio, [texts[i] for i in rows], clip.language,
+                reference_waveform=reference if len(groups) > 1 else None,
+            )
+        self.seconds += time.perf_counter() - start
+        return scores
+
+    def score_matrix(self, clips: Sequence[Clip], texts: Sequence[str]) -> np.ndarray:
+        return self.score_pairs([c for c in clips for _ in texts], list(texts) * len(clips)).reshape(
+            len(clips), len(texts)
+        )

@@ -4,6 +4,9 @@ from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).parent
 DEFAULT_MODEL_NAME = "voiceclap-base-e5s"
+# The whisper scorer's (voiceclap.teacher) score -> expected-WER map, fitted by `voiceclap eval
+# --scorers teacher --fit-calibration` on held-out clips.
+TEACHER_CALIBRATION_PATH = PRETRAINED_DIR / "whisper-teacher-calibration.json"
 
 
 def default_model_path() -> Path:

@@ -18,6 +18,10 @@ transformers directory (the cache and its checksums: :mod:`voiceclap.weights.cac
     tokenizer (``WhisperTokenizerFast.from_pretrained(path)``): the teacher of
     :mod:`voiceclap.teacher`. Built from the same packages; a directory of its own so that the
     encoder-only ``offline:whisper-base``, whose checksum trained models pin, stays as it is.
+``offline:whisper-base-tokens``
+    Whisper base's decoder token and position embeddings as an embeddings-only ``BertModel`` (no
+    layers) with Whisper's tokenizer: the input stage of a surface-form text tower, built from
+    ``offline:whisper-base-full``.
 ``offline:whisper-base-ct2``
     The same model as a CTranslate2 directory (``model.bin``, ``config.json``, tokenizer and
     vocabulary), for ``faster_whisper.WhisperModel(path, local_files_only=True)`` and
@@ -170,6 +174,37 @@ def _build_whisper_base_full(out: Path) -> dict[str, str | None]:
     return versions
 
 
+def _build_whisper_base_tokens(out: Path) -> dict[str, str | None]:
+    """Whisper base's decoder token and position embeddings as an embeddings-only BertModel, with
+    Whisper's tokenizer: a surface-form text encoder (what is said, in Whisper's own units) whose
+    layers are the head's to learn."""
+    from safetensors import safe_open
+    from transformers import BertConfig, WhisperTokenizerFast
+
+    full = Path(resolve_encoder_source("offline:whisper-base-full"))
+    with safe_open(str(full / "model.safetensors"), framework="pt") as weights:
+        tokens = weights.get_tensor("model.decoder.embed_tokens.weight")
+        positions = weights.get_tensor("model.decoder.embed_positions.weight")
+    tokenizer = WhisperTokenizerFast.from_pretrained(full)
+    tokenizer.pad_token = "<|endoftext|>"  # Whisper pads with it; the attention mask hides it
+    width = tokens.shape[1]
+    config = BertConfig(
+        vocab_size=tokens.shape[0], hidden_size=width, num_hidden_layers=0, num_attention_heads=8,
+        intermediate_size=4 * width, max_position_embeddings=positions.shape[0], type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id, architectures=["BertModel"],
+    )
+    state = {
+        "embeddings.word_embeddings.weight": tokens,
+        "embeddings.position_embeddings.weight": positions,
+        "embeddings.token_type_embeddings.weight": torch.zeros(1, width),
+        "embeddings.LayerNorm.weight": torch.ones(width),
+        "embeddings.LayerNorm.bias": torch.zeros(width),
+    }
+    _save_hf(out, config, state)
+    tokenizer.save_pretrained(out)
+    return _require("offline:whisper-base-tokens", _WHISPER_BASE_PACKAGES)[0]
+
+
 def _build_whisper_base_ct2(out: Path) -> dict[str, str | None]:
     versions, dirs = _require("offline:whisper-base-ct2", _WHISPER_BASE_PACKAGES)
     parts, side_files = _whisper_parts(dirs)
@@ -215,6 +250,7 @@ def _build_multilingual_e5_small(out: Path) -> dict[str, str | None]:
 _BUILDERS: dict[str, Builder] = {
     "whisper-base": _build_whisper_base,
     "whisper-base-full": _build_whisper_base_full,
+    "whisper-base-tokens": _build_whisper_base_tokens,
     "whisper-base-ct2": _build_whisper_base_ct2,
     "multilingual-e5-small": _build_multilingual_e5_small,
 }
