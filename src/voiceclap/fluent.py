@@ -12,13 +12,16 @@ sentence of the language and differ from what was said in a few words, so only l
   of similar length, written with the same capitalization mid-sentence (names for names, German
   nouns for nouns), and with a similar profile of neighbouring frequent words
   (``MIN_KIND_SIMILARITY``: the distributional part-of-speech proxy that keeps "cats" for "dogs" and
-  rejects a participle for an infinitive). Among those the word is drawn in proportion to the
+  rejects a participle for an infinitive), not already in the sentence, and seen in a sentence
+  with one of the sentence's rarer words outside that window, if it has any (``TOPIC_MAX_SHARE``:
+  "stung by a bee", not "by a shower"). Among those the word is drawn in proportion to the
   sentence's probability under the corpus's trigram model (a Gibbs step: resampling one word from
   its conditional given the rest leaves a language model's sentence distribution unchanged, so under
   that model the variant is as probable a sentence as the original and reading alone cannot prefer
   either), never one that makes the sentence less than ``MIN_RELATIVE_PROBABILITY`` as probable.
 * **Near sentences** are other sentences of the corpus that share most of the words
-  (WER ``NEAR_ERROR_RATES`` against the sentence), found through an inverted word index.
+  (WER ``NEAR_ERROR_RATES`` against the sentence), found through an inverted word index and drawn
+  (:func:`draw_near`) so that which of the two is the truth cannot be told from the texts.
 
 Neither kind may differ from the original only in writing: words equal once accents, apostrophes
 and hyphens are dropped ("cafe"/"café"), homophones when pronunciations are known ("there"/"their",
