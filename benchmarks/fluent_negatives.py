@@ -19,9 +19,9 @@ import random
 import time
 from pathlib import Path
 
+from voiceclap.corpus.minimal_pairs import corpus_pairs, minimal_pairs
 from voiceclap.corpus.sentences import LANGUAGES, load_sentences
 from voiceclap.corruption import build_vocabulary, make_corruptions
-from voiceclap.evaluation.minimal_pairs import corpus_pairs, minimal_pairs
 from voiceclap.fluent import FluentContext, draw_near, substitute_words
 from voiceclap.phonemes import espeak_available, espeak_phonemes
 from voiceclap.text import units

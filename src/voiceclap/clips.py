@@ -163,18 +163,26 @@ def read_shard(url: str, with_audio: bool = True) -> Iterator[Clip]:
         yield clip
 
 
-def write_shard(path: str | Path, clips: Iterable[tuple[Clip, bytes]], extension: str = "flac") -> None:
-    """One shard file from (clip, encoded audio) pairs, written under a temporary name and renamed
-    when complete: a shard that exists is whole (resumable builds skip it)."""
+def write_samples(path: str | Path, samples: Iterable[dict[str, Any]]) -> None:
+    """One shard file from WebDataset samples (``__key__`` and one value per member extension: bytes,
+    or a dict for ``json``), written under a temporary name and renamed when complete: a shard that
+    exists is whole (resumable builds skip it). The file may be one the samples are read from."""
     import webdataset as wds
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     with wds.TarWriter(str(tmp), mtime=0) as writer:
-        for clip, audio in clips:
-            writer.write({"__key__": shard_key(clip.id), "json": clip.to_json(), extension: audio})
+        for sample in samples:
+            writer.write(sample)
     os.replace(tmp, path)
+
+
+def write_shard(path: str | Path, clips: Iterable[tuple[Clip, bytes]], extension: str = "flac") -> None:
+    """One shard file from (clip, encoded audio) pairs (:func:`write_samples`)."""
+    write_samples(
+        path, ({"__key__": shard_key(clip.id), "json": clip.to_json(), extension: audio} for clip, audio in clips)
+    )
 
 
 # ----- any source -----

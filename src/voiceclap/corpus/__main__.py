@@ -8,15 +8,21 @@ import sys
 from voiceclap.corpus.build import add_build_arguments, build_from_args
 
 _DESCRIPTION = """\
-Build the synthetic training/evaluation corpus: cleaned sentences in de/en/fr/es/it spoken by
-offline TTS voices (espeak-ng, MBROLA, SVOX Pico, flite) with random rate, pitch, volume, noise,
-reverberation and MP3 round trips, written as WebDataset tar shards in Emilia's layout
-(<key>.json + <key>.flac) under OUT/{heldout,gold,train}/, plus OUT/summary.json.
+Build the training/evaluation corpus in parts, each resumable on its own, as WebDataset tar shards in
+Emilia's layout (<key>.json + <key>.flac) under OUT/<part>/<split>/, plus OUT/summary.json and
+OUT/SOURCES.md (every source with its license):
 
-Held-out clips use voices AND sentences never seen in training; gold clips are held-out voices
-speaking corrupted held-out sentences, labelled with the true WER. The build is deterministic
-in --seed and resumable: re-run the same command to continue an interrupted build.
-Install the engines and sentence sources first: scripts/install_corpus_tools.sh
+  synthetic  robotic TTS voices speaking the sentences: heldout, gold (corrupted sentences with the
+             true WER), train; held-out clips use voices AND sentences never seen in training
+  recorded   recorded human speech from Debian packages: train, dev, test
+  voices     the better TTS voices: heldout, train
+  spoken     spoken negatives: a training sentence and its corruption, said alike
+  pairs      the fluent minimal-pair evaluation set, spoken by held-out voices: dev, test
+  annotate   fluent text candidates added to every training shard
+
+The build is deterministic in --seed and resumable: re-run the same command to continue it.
+Install the engines, sentence sources and recorded speech first:
+scripts/install_corpus_tools.sh --recorded
 """
 
 
@@ -29,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser(
         "build",
-        help="synthesize the corpus shards",
+        help="build the corpus shards",
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

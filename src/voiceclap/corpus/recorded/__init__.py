@@ -16,12 +16,13 @@ source         Debian packages                                  language(s)     
 Each reader (:func:`read_uqm`, :func:`read_tuxpaint`, :func:`read_fillets`, :func:`read_festvox_ru`;
 :data:`READERS` by source name) takes the package's install location (Debian's by default) and a
 :class:`SourceReport` to fill, and yields :class:`voiceclap.clips.Clip` records: ``audio`` is the
-file's path, or for ``uqm`` the cut line segment as FLAC bytes; ``extra["license"]`` names the
-license. Nothing bad is kept silently: a clip without a transcript, with audio that is missing,
-undecodable, shorter than 0.1 s or longer than Whisper's 30 s, a copy of another clip's audio, or
-whose duration does not fit its text (:func:`fit_duration`) is dropped and counted per language and
-reason in the report. The report is complete once the reader's iterator is exhausted (the
-duration fit needs every clip of a language, so a reader scans its package before yielding).
+file's path, or for ``uqm`` the cut line segment as FLAC bytes (or None, to be cut later by
+:func:`cut_uqm`); ``extra["license"]`` names the license. Nothing bad is kept silently: a clip
+without a transcript, with audio that is missing, undecodable, shorter than 0.1 s or longer than
+Whisper's 30 s, a copy of another clip's audio, or whose duration does not fit its text
+(:func:`fit_duration`) is dropped and counted per language and reason in the report. The report
+is complete once the reader's iterator is exhausted (the duration fit needs every clip of a
+language, so a reader scans its package before yielding).
 
 :func:`split_of` assigns every clip to ``train``, ``dev`` or ``test`` from the clip alone.
 
@@ -43,7 +44,7 @@ from voiceclap.corpus.recorded.report import REASONS, SourceReport, drop_table, 
 from voiceclap.corpus.recorded.sources import SOURCES, SourceInfo
 from voiceclap.corpus.recorded.splits import HELD_OUT_SHARE, SPLITS, split_of
 from voiceclap.corpus.recorded.tuxpaint import TUXPAINT_ROOT, read_tuxpaint
-from voiceclap.corpus.recorded.uqm import UQM_ROOT, UQM_VOICE_ACTORS, read_uqm, uqm_page_bounds
+from voiceclap.corpus.recorded.uqm import UQM_ROOT, UQM_VOICE_ACTORS, cut_uqm, read_uqm, uqm_page_bounds
 
 READERS: dict[str, Callable[..., Iterator[Clip]]] = {
     "uqm": read_uqm,
@@ -70,6 +71,7 @@ __all__ = [
     "UQM_VOICE_ACTORS",
     "SourceInfo",
     "SourceReport",
+    "cut_uqm",
     "drop_table",
     "fit_duration",
     "read_festvox_ru",

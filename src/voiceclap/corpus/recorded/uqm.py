@@ -221,6 +221,16 @@ def _cut_uqm(packages: _UqmPackages, segments: list[Clip]) -> Iterator[Clip]:
             yield clip
 
 
+def cut_uqm(segments: list[Clip], root: str | Path = UQM_ROOT) -> Iterator[Clip]:
+    """Clips of ``read_uqm(with_audio=False)`` with their audio cut out of the recordings (FLAC at
+    the recording's rate); each recording is decoded once."""
+    packages = _open_uqm(Path(root))
+    try:
+        yield from _cut_uqm(packages, segments)
+    finally:
+        packages.close()
+
+
 def read_uqm(
     root: str | Path = UQM_ROOT, report: SourceReport | None = None, with_audio: bool = True
 ) -> Iterator[Clip]:
@@ -234,7 +244,7 @@ def read_uqm(
     speaker is the credited voice actor (:data:`UQM_VOICE_ACTORS`), the race in
     ``extra["character"]``; ``extra`` also names the recording and the segment's start and end.
     ``with_audio=False`` skips the cutting (``audio`` stays None): the clips and the report in seconds
-    rather than a minute."""
+    rather than a minute; :func:`cut_uqm` cuts them later."""
     report = report if report is not None else SourceReport("uqm")
     packages = _open_uqm(Path(root))
     try:

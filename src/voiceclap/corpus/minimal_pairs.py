@@ -20,7 +20,7 @@ variations of one name swap.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from voiceclap.fluent import (
@@ -69,18 +69,24 @@ def _difference(said: str, variant: str, language: str) -> tuple[tuple[str, ...]
     return tuple(w for a, _ in spans for w in a), tuple(w for _, b in spans for w in b)
 
 
-def corpus_pairs(sentences: Sequence[str], context: FluentContext, seed: int = 0) -> Iterator[MinimalPair]:
+def _keys(sentences: Collection[str], language: str) -> set[tuple[str, ...]]:
+    return {tuple(units(s, language)) for s in sentences}
+
+
+def corpus_pairs(
+    sentences: Sequence[str], context: FluentContext, seed: int = 0, exclude: Collection[str] = ()
+) -> Iterator[MinimalPair]:
     """Real minimal pairs, lazily: ``said`` from ``sentences`` in an order shuffled by ``seed``,
     ``variant`` a sentence of ``context`` 1 to ``MAX_WORDS_DIFFER`` words away and at most
     ``MAX_PAIR_ERROR_RATE`` WER either way round (drawn at random among the closest that pass the
-    filters of the module doc). When the variant is one of ``sentences`` too, a coin flip decides
-    which of the two is said."""
+    filters of the module doc), never one of ``exclude``. When the variant is one of ``sentences``
+    too, a coin flip decides which of the two is said."""
     rng = random.Random(seed)
     order = list(sentences)
     rng.shuffle(order)
     language = context.language
-    candidates_for_said = {tuple(units(s, language)) for s in sentences}
-    used: set[tuple[str, ...]] = set()
+    candidates_for_said = _keys(sentences, language)
+    used: set[tuple[str, ...]] = _keys(exclude, language)  # an excluded sentence counts as used
     differences: set[frozenset[tuple[str, ...]]] = set()
     for said in order:
         said_key = tuple(units(said, language))
@@ -119,11 +125,14 @@ def minimal_pairs(
     n: int,
     seed: int = 0,
     context: FluentContext | None = None,
+    exclude: Collection[str] = (),
 ) -> list[MinimalPair]:
     """``n`` minimal pairs whose ``said`` is one of ``sentences`` (fewer only when neither the
     corpus nor substitution can make more): real pairs first (:func:`corpus_pairs`), then one-word
     natural substitutions of sentences not yet used. ``context`` supplies the variants and the word
-    statistics; by default it is built from ``sentences``. Deterministic for a given ``seed``."""
+    statistics; by default it is built from ``sentences``. No pair contains a sentence of
+    ``exclude`` (an evaluation set's pairs exclude the training sentences, which a context built
+    from them would otherwise offer as variants). Deterministic for a given ``seed``."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if context is None:
@@ -131,8 +140,8 @@ def minimal_pairs(
     elif context.language != language:
         raise ValueError(f"context is for {context.language!r}, not {language!r}")
     pairs: list[MinimalPair] = []
-    used: set[tuple[str, ...]] = set()
-    for pair in corpus_pairs(sentences, context, seed):
+    used = _keys(exclude, language)
+    for pair in corpus_pairs(sentences, context, seed, exclude):
         pairs.append(pair)
         if len(pairs) == n:
             return pairs
@@ -147,11 +156,12 @@ def minimal_pairs(
         if tuple(units(said, language)) in used:
             continue
         variant = substitute_words(said, context, rng)
-        if variant is None:
+        if variant is None or tuple(units(variant.text, language)) in used:
             continue
         difference = frozenset(_difference(said, variant.text, language))
         if difference in differences:
             continue
         differences.add(difference)
+        used.add(tuple(units(variant.text, language)))  # a sentence is in at most one pair
         pairs.append(MinimalPair(said, variant.text, variant.error_rate, "substitution"))
     return pairs
