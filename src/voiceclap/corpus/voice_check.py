@@ -37,20 +37,6 @@ _SOURCE_POOL = 2000  # the first sentences of a source, sampled from so the chec
 
 # Everyday sentences for languages without a sentence source: measurement only.
 _CHECK_SENTENCES = {
-    "ca": (
-        "Aquest matí he pres un cafè a la cuina.",
-        "La meva germana treballa de mestra en una escola petita.",
-        "Anirem a la platja a finals d'estiu.",
-        "Aquest autobús va al centre de la ciutat.",
-        "L'àvia ha fet un pastís de xocolata boníssim.",
-        "Els nens juguen al parc a prop del riu.",
-        "No sé on he deixat les claus.",
-        "A la tardor els arbres perden les fulles.",
-        "El meu pare llegeix el diari després de dinar.",
-        "Si us plau, tanca la finestra, que fa fred.",
-        "Al nostre gat li agrada dormir al sofà.",
-        "Demà plourà i farà molt de vent.",
-    ),
     "mk": (
         "Утрово пиев кафе во кујната.",
         "Мојата сестра работи како учителка во мало училиште.",
@@ -64,20 +50,6 @@ _CHECK_SENTENCES = {
         "Те молам, затвори го прозорецот, студено е.",
         "Нашата мачка сака да спие на каучот.",
         "Утре ќе врне дожд и ќе дува силен ветер.",
-    ),
-    "pt": (
-        "Hoje de manhã eu tomei café na cozinha.",
-        "Minha irmã trabalha como professora numa escola pequena.",
-        "Nós vamos viajar para a praia no fim do verão.",
-        "Este ônibus vai para o centro da cidade.",
-        "A avó fez um bolo de chocolate delicioso.",
-        "As crianças estão brincando no parque perto do rio.",
-        "Eu não sei onde deixei as minhas chaves.",
-        "No outono as árvores perdem as folhas.",
-        "Meu pai lê o jornal depois do almoço.",
-        "Por favor, feche a janela porque está frio.",
-        "O nosso gato gosta de dormir no sofá.",
-        "Amanhã vai chover e ventar muito.",
     ),
     "sq": (
         "Sot në mëngjes piva kafe në kuzhinë.",
