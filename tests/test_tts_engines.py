@@ -130,10 +130,10 @@ def test_voice_check_scores_the_transcripts_and_applies_the_threshold():
     voice = _installed_voice("hibari")
     sentences = ["The cat sat on the mat.", "We walked home in the rain."]
     perfect = voice_check.check_voice(voice, sentences, _EchoTranscriber(sentences, None))
-    assert perfect.error_rate == 0.0 and perfect.admitted
+    assert perfect.wer == perfect.cer == 0.0 and perfect.admitted
     assert perfect.sample_rate == 24000 and perfect.failed == 0 and perfect.rtf > 0
     half = voice_check.check_voice(voice, sentences, _EchoTranscriber(sentences, 3))
-    assert half.error_rate == pytest.approx(0.5) and not half.admitted
+    assert half.wer == pytest.approx(0.5) and half.cer > voice_check.MAX_CER and not half.admitted
 
 
 def test_voice_check_has_sentences_for_languages_without_a_source():
