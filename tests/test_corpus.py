@@ -180,21 +180,21 @@ def test_new_languages_load_from_fortunes_tatoeba_and_libreoffice_help(tmp_path,
     tatoeba.parent.mkdir(parents=True)
     tatoeba.write_text("1\t何かしてみましょう。\tLet's try something.\t-\t-\t-\t-\t-\t-\n", encoding="utf-8")
     help_root = tmp_path / "libreoffice-help" / "usr" / "share" / "libreoffice" / "help"
-    page = '<h1>Título</h1><p id="a" class="paragraph">{}</p><p id="b" class="listitem">Um item da lista aqui.</p>'
+    page = '<h1>Títol</h1><p id="a" class="paragraph">{}</p><p id="b" class="listitem">Un element de la llista.</p>'
     for code, paragraphs in (
         ("en-US", ("Choose <span>Format</span> - Cells.", "Select the cells first.")),
-        ("pt-BR", ("Escolha <span>Formatar</span> - Células. Depois clique no botão.", "Select the cells first.")),
+        ("ca", ("Trieu <span>Format</span> - Cel·les. Després feu clic al botó.", "Select the cells first.")),
     ):
         (help_root / code / "text").mkdir(parents=True)
         for i, paragraph in enumerate(paragraphs):
             (help_root / code / "text" / f"{i}.html").write_text(page.format(paragraph), encoding="utf-8")
-    pools = load_sentences(["ru", "pl", "ja", "pt"], tmp_path)
+    pools = load_sentences(["ru", "pl", "ja", "ca"], tmp_path)
     assert pools == {
         "ru": ["Аппетит приходит во время еды.", "А кушать хочется всегда."],
         "pl": ["Kot wstaje i mówi: może mówiłem niewyraźnie?"],
         "ja": ["何かしてみましょう。"],
         # Prose paragraphs only, and not the one left untranslated (the English page has it too).
-        "pt": ["Escolha Formatar - Células.", "Depois clique no botão."],
+        "ca": ["Trieu Format - Cel·les.", "Després feu clic al botó."],
     }
 
 

