@@ -36,7 +36,12 @@ from voiceclap.text import uses_characters
 __all__ = [
     "MAX_CER",
     "MAX_CER_CHARACTER_LANGUAGES",
-    "VoiceCheck", "add_voices_arguments", "check_sentences", "check_voice", "voices_from_args"]
+    "VoiceCheck",
+    "add_voices_arguments",
+    "check_sentences",
+    "check_voice",
+    "voices_from_args",
+]
 
 #: Admission rule: mean whisper-base character error rate on clean speech. The corpus labels say
 #: the audio speaks its text; a voice above this loses too much of it for that to hold. For scale:
