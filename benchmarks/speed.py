@@ -66,7 +66,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_DATA = "data/corpus/heldout/shard-*.tar"
+DEFAULT_DATA = "data/corpus/synthetic/heldout/shard-*.tar"
 DEFAULT_TRANSCRIBER = "voiceclap.evaluation.asr_baseline:FasterWhisperTranscriber"
 METHOD_KINDS = ("masked", "seed", "asr")
 FIGURES = ("clips_per_s", "audio_seconds_per_s", "first_call_s", "peak_rss_mib", "imports_rss_mib", "peak_gpu_mib",

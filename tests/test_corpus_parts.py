@@ -21,7 +21,7 @@ from voiceclap.clips import Candidate, Clip, read_shard, write_samples
 from voiceclap.corpus import BuildConfig, build_corpus
 from voiceclap.corpus.annotate import annotation_path
 from voiceclap.corpus.licenses import TERMS
-from voiceclap.corpus.materials import BETTER_ENGINES, INTELLIGIBLE_ENGINES, Materials
+from voiceclap.corpus.materials import BETTER_ENGINES, INTELLIGIBLE_ENGINES, UNCLEAR_VOICES, Materials
 from voiceclap.corpus.parts import recorded as recorded_part
 from voiceclap.corpus.parts.recorded import plan_recorded
 from voiceclap.corpus.parts.voices import plan_voices
@@ -121,6 +121,7 @@ def test_minimal_pairs_are_symmetric_and_unseen_in_training(built):
     for clip in clips:
         groups.setdefault(clip.group, []).append(clip)
     assert groups and all(len(pair) == 2 for pair in groups.values())
+    plan = json.loads((built.out / "pairs" / "plan.json").read_text())
     for a, b in groups.values():
         assert a.extra["split"] == b.extra["split"] and a.speaker == b.speaker
         for said, other in ((a, b), (b, a)):
@@ -128,7 +129,10 @@ def test_minimal_pairs_are_symmetric_and_unseen_in_training(built):
                 Candidate(other.text, round(error_rate(said.text, other.text, said.language), 6), "variant")
             ]
             assert _key(said.text, said.language) not in training[said.language]
-        assert a.speaker not in train_voices and a.speaker.split(":")[0] in INTELLIGIBLE_ENGINES
+        assert a.speaker.split(":")[0] in INTELLIGIBLE_ENGINES and a.speaker not in UNCLEAR_VOICES
+        # Held-out voices, but where a language has no intelligible one (es: MBROLA's Spanish is unclear).
+        assert (a.speaker not in train_voices) == a.extra["voice_held_out"]
+        assert a.extra["voice_held_out"] == (a.language not in plan["voices_seen_in_training"])
         assert not a.extra["augmentation"]
 
     # Reading alone gets exactly half: a scorer of the texts only wins one clip of every pair.
@@ -279,6 +283,30 @@ def test_sources_table_lists_every_source_with_its_terms(built):
     summary = json.loads((built.out / "summary.json").read_text())
     built_clips = sum(row["clips"] for row in summary["sources"])
     assert built_clips == summary["clips"] > 0
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("espeak-ng", "RHVoice-test")),
+    reason="RHVoice missing: run scripts/install_corpus_tools.sh",
+)
+def test_voices_part_holds_out_voices_and_sentences(tmp_path, sources):
+    config = BuildConfig(
+        out=tmp_path / "corpus",
+        sources=sources,
+        parts=("voices",),
+        **{**TINY, "engines": ("espeak", "rhvoice"), "voices_clips": 6, "voices_heldout_clips": 3},
+    )
+    build_corpus(config)
+    materials = Materials(config)
+    train = _clips(config.out / "voices" / "train")
+    heldout = _clips(config.out / "voices" / "heldout")
+    assert len(train) == 6 and len(heldout) == 3
+    assert all(clip.id.startswith("voices/") and clip.source == "rhvoice" for _, clip in train + heldout)
+    assert not {c.speaker for _, c in train} & {c.speaker for _, c in heldout}
+    for _, clip in heldout:
+        assert clip.text in materials.sentence_split(clip.language).held
+    for _, clip in train:
+        assert clip.text in materials.sentence_split(clip.language).train
 
 
 def test_voices_part_names_what_it_lacks(tmp_path, sources):

@@ -216,6 +216,9 @@ def test_minimal_pairs_fall_back_on_substitutions():
     context = FluentContext.build([said, "We feed the cats.", "You feed the cats.", "I see the cats."], "en")
     pairs = minimal_pairs([said], "en", 3, seed=0, context=context)
     assert pairs == [MinimalPair(said, "They feed the cats.", 0.25, "substitution")]
+    # An evaluation set excludes the training sentences, as said sentences and as variants.
+    assert minimal_pairs([said], "en", 3, seed=0, context=context, exclude=["They feed the cats."]) == []
+    assert minimal_pairs([said], "en", 3, seed=0, context=context, exclude=[said]) == []
 
 
 @pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed (apt-get install espeak-ng)")

@@ -5,6 +5,7 @@ import pytest
 
 from voiceclap.metrics import (
     by_group,
+    character_error_rate,
     correct_ranks,
     correlation_report,
     error_rate,
@@ -26,6 +27,16 @@ def test_character_error_rate_for_zh():
     assert error_rate("我们今天去公园。", "我们明天去公园", "zh") == pytest.approx(1 / 7)
     # the same strings as words: each whole phrase is one (wrong) word
     assert error_rate("我们今天去公园。", "我们明天去公园", "en") == 1.0
+
+
+def test_character_error_rate_forgives_word_boundaries_not_sounds():
+    # "на прикінці" for "наприкінці": two word errors of six, no character error.
+    reference = "Ми поїдемо до моря наприкінці літа."
+    assert error_rate(reference, "Ми поїдемо до моря на прикінці літа.", "uk") == pytest.approx(2 / 6)
+    assert character_error_rate(reference, "Ми поїдемо до моря на прикінці літа", "uk") == 0.0
+    assert character_error_rate("Hello, World!", "hello word", "en") == pytest.approx(1 / 10)
+    assert character_error_rate("我们今天去公园。", "我们明天去公园", "zh") == error_rate("我们今天去公园。", "我们明天去公园", "zh")
+    assert character_error_rate("", "", "en") == 0.0 and character_error_rate("", "x", "en") == 1.0
 
 
 def test_error_rate_empty_reference():

@@ -15,10 +15,11 @@ import jiwer
 import numpy as np
 from scipy import stats
 
-from voiceclap.text import units
+from voiceclap.text import normalize_for_wer, units
 
 __all__ = [
     "by_group",
+    "character_error_rate",
     "correct_ranks",
     "correlation_report",
     "error_rate",
@@ -44,12 +45,28 @@ def error_rate(reference: str, hypothesis: str, language: str) -> float:
     when the hypothesis is empty too (nothing to say, nothing said) and 1.0 otherwise (everything
     said is wrong), so empty references neither crash an evaluation nor dominate its mean.
     """
-    ref = units(reference, language)
-    hyp = units(hypothesis, language)
+    return _unit_error_rate(units(reference, language), units(hypothesis, language))
+
+
+def character_error_rate(reference: str, hypothesis: str, language: str) -> float:
+    """Errors per character of the normalized texts (:func:`voiceclap.text.normalize_for_wer`),
+    whitespace ignored, in any language; for character languages this is :func:`error_rate`.
+
+    For checking that a TTS voice is intelligible with an ASR weaker than the voice: a misspelt word
+    or a misplaced word boundary ("на прикінці" for "наприкінці") is a whole word error but costs
+    only the characters that differ. Empty references are handled as in :func:`error_rate`.
+    """
+    return _unit_error_rate(
+        [char for char in normalize_for_wer(reference, language) if not char.isspace()],
+        [char for char in normalize_for_wer(hypothesis, language) if not char.isspace()],
+    )
+
+
+def _unit_error_rate(ref: list[str], hyp: list[str]) -> float:
     if not ref:
         return 0.0 if not hyp else 1.0
     # Units never contain whitespace, so joining with spaces makes jiwer's own word split see
-    # exactly our units -- characters for zh/ja, words otherwise.
+    # exactly our units.
     return float(jiwer.wer(" ".join(ref), " ".join(hyp)))
 
 

@@ -1,10 +1,12 @@
-"""``python -m voiceclap.corpus build [options]``: the corpus builder without the voiceclap CLI."""
+"""``python -m voiceclap.corpus build [options]``: the corpus builder without the voiceclap CLI;
+``python -m voiceclap.corpus voices [options]``: the intelligibility check of the TTS voices."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from voiceclap.corpus import voice_check
 from voiceclap.corpus.build import add_build_arguments, build_from_args
 
 _DESCRIPTION = """\
@@ -40,7 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_build_arguments(build)
+    voices = commands.add_parser(
+        "voices",
+        help="measure each voice's whisper-base error rate and real-time factor",
+        description=voice_check.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    voice_check.add_voices_arguments(voices)
     args = parser.parse_args(argv)
+    if args.command == "voices":
+        return voice_check.voices_from_args(args)
     return build_from_args(args)
 
 

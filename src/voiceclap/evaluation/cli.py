@@ -40,7 +40,7 @@ Output: OUT/report.json (every number, the model, data and command), OUT/report.
 OUT/<set>_<scorer>_*_rows.jsonl (per clip / per candidate rows) and PNG plots.
 
 The asr and teacher scorers run offline after: pip install -e ".[offline]"
-Example: voiceclap eval --heldout data/corpus/heldout --gold data/corpus/gold --scorers clap,asr --out reports/m1
+Example: voiceclap eval --heldout data/corpus/synthetic/heldout --gold data/corpus/synthetic/gold --scorers clap,asr --out reports/m1
 """
 
 SCORERS = ("clap", "asr", "teacher")
