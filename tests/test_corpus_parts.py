@@ -26,6 +26,8 @@ from voiceclap.corpus.parts import recorded as recorded_part
 from voiceclap.corpus.parts.recorded import plan_recorded
 from voiceclap.corpus.parts.voices import plan_voices
 from voiceclap.corpus.recorded import READERS, SourceReport, read_tuxpaint, read_uqm, split_of
+from voiceclap.corpus.shards import UnitFailed, run_jobs, shard_jobs, stats_path
+from voiceclap.corpus.summary import corpus_summary
 from voiceclap.corpus.tts import ENGINES
 from voiceclap.metrics import error_rate
 from voiceclap.text import units
@@ -191,6 +193,29 @@ def test_annotate_keeps_every_member_of_other_shards(built, tmp_path):
     assert all(c["kind"] == "fluent" for c in metas[0]["candidates"]) and "candidates" not in metas[1]
     counts = json.loads(annotation_path(shard).read_text())
     assert counts["no_context:zh"] == 1 and counts["clips"] == 1
+
+
+# ----- bad input
+
+
+def _render_or_fail(unit: list[dict]) -> list[tuple[Clip, bytes]]:
+    if unit[0]["text"] == "fails":
+        raise UnitFailed("the engine said nothing", "espeak")
+    return [(Clip(c["id"], c["text"], "en", duration=1.0, speaker="espeak:en-us+m1", source="espeak"), b"x") for c in unit]
+
+
+def test_units_that_cannot_be_rendered_are_counted_not_kept(tmp_path):
+    units = [[{"id": "a", "text": "said"}], [{"id": "b", "text": "fails"}, {"id": "c", "text": "fails too"}]]
+    [job] = shard_jobs(tmp_path / "synthetic", {"train": units}, 10, _render_or_fail)
+    run_jobs([job], workers=1, progress=False, desc="test")
+    assert [clip.id for _, clip in _clips(tmp_path / "synthetic" / "train")] == ["a"]
+    stats = json.loads(stats_path(job.path).read_text())
+    assert stats["clips"] == 1 and stats["failed"] == [
+        {"ids": ["b", "c"], "source": "espeak", "error": "the engine said nothing"}
+    ]
+    summary = corpus_summary(tmp_path)
+    assert summary["failed"] == 2 and summary["parts"]["synthetic"]["splits"]["train"]["failed"] == 2
+    assert {row["source"]: row["skipped"] for row in summary["sources"]}["espeak"] == 2
 
 
 # ----- resumption, per part

@@ -54,13 +54,15 @@ _ANNOTATE_HELP = "fluent text candidates (--fluent-k) added to every finished tr
 _EVALUATION_FIRST = {"train": 1}  # sort key of a split: every evaluation split before any training split
 
 
-def _plan_part(name: str, config: BuildConfig, materials: Materials) -> list[ShardJob]:
-    """Plan one part, check it against the one recorded in its directory, write its reports; its jobs."""
+def _plan_part(name: str, config: BuildConfig, materials: Materials, unavailable: dict[str, str]) -> list[ShardJob]:
+    """Plan one part, check it against the one recorded in its directory, write its reports; the jobs
+    still to run. A part with nothing to build says why in ``unavailable``."""
     part = SHARD_PARTS[name]
     directory = Path(config.out) / name
     plan = part.plan(config, materials)
     if plan.unavailable:
         print(f"{name}: nothing to build: {plan.unavailable}", flush=True)
+        unavailable[name] = plan.unavailable
         return []
     if directory.exists():
         remove_stale(directory)
@@ -112,7 +114,10 @@ def build_corpus(config: BuildConfig) -> dict:
     out = Path(config.out)
     materials = Materials(config)
     started = time.time()
-    jobs = [job for name in SHARD_PARTS if name in config.parts for job in _plan_part(name, config, materials)]
+    unavailable: dict[str, str] = {}
+    jobs = [
+        job for name in SHARD_PARTS if name in config.parts for job in _plan_part(name, config, materials, unavailable)
+    ]
     jobs.sort(key=lambda job: _EVALUATION_FIRST.get(Path(job.path).parent.name, 0))  # stable: part order kept
     planned = time.time()
     run_jobs(jobs, config.workers, config.progress, desc="synthesizing")
@@ -121,6 +126,7 @@ def build_corpus(config: BuildConfig) -> dict:
         _annotate(config, materials)
     clips = sum(job.size for job in jobs)
     summary = corpus_summary(out)
+    summary["nothing_to_build"] = unavailable
     summary["build"] = {
         "planning_seconds": round(planned - started, 1),
         "clips": clips,

@@ -10,8 +10,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from voiceclap.corpus.annotate import annotation_path
-from voiceclap.corpus.config import PARTS
 from voiceclap.corpus.licenses import TERMS, terms_of
+from voiceclap.corpus.parts import SHARD_PARTS
 from voiceclap.corpus.recorded import READERS
 from voiceclap.corpus.shards import read_stats
 from voiceclap.corpus.tts import ENGINES
@@ -96,7 +96,7 @@ def _source_rows(sources: dict) -> list[dict]:
 def corpus_summary(out: Path) -> dict:
     """Totals over the finished shards of every part under ``out``."""
     sources: dict = defaultdict(lambda: {"rows": [], "skipped": 0})
-    parts = {name: _part(out / name, sources) for name in PARTS if (out / name).is_dir() and name != "annotate"}
+    parts = {name: _part(out / name, sources) for name in SHARD_PARTS if (out / name).is_dir()}
     return {
         "clips": sum(p["clips"] for p in parts.values()),
         "hours": round(sum(p["hours"] for p in parts.values()), 3),
