@@ -241,7 +241,8 @@ def plot_metrics(metrics_path: Path, png_path: Path) -> None:
             top.plot([r["step"] for r in train], [r[term] for r in train], label=term)
     top.set_yscale("log")
     top.set_ylabel("training loss (per global batch)")
-    top.legend()
+    if train:
+        top.legend()
     for key, label in (("eval/R@1", "held-out R@1"), ("eval/spearman", "held-out Spearman rho(score, WER)")):
         points = [(r["step"], r[key]) for r in held if r.get(key) is not None]
         if points:
