@@ -1,25 +1,30 @@
 """Precomputed outputs of the frozen parts of both towers, so CPU training never re-runs them.
 
-Built once per (frozen weights, cut points, corpus, candidate seed, teacher): for each clip, the
-audio states at the audio cut, the ids of its transcript and of its candidates (fixed at build time:
-stored ones and K corruptions, with their WER/CER), and optionally the teacher's scores of them. Each
-distinct text is stored once: its states at the text cut, or, when the text tower has no frozen
-layers (an embeddings-only input stage, or a tower that trains whole), just the string, tokenized
-when a batch is made. States are packed without padding (with offsets).
+Two parts, so that models with different text towers share the costly audio pass:
 
-Layout of a cache directory::
+- the **clip cache**, built once per (frozen audio weights and cut, corpus, candidate seed, teacher):
+  for each clip the audio states at the audio cut, the ids of its transcript and of its candidates
+  (fixed at build time: stored ones and K corruptions, with their WER/CER) and optionally the
+  teacher's scores of them; each distinct text once, as a string;
+- a **text table** per text tower whose lower layers are frozen: the states of every text of a clip
+  cache at the text cut. A tower with no frozen text layer (an embeddings-only input stage, or one
+  that trains whole) needs none: its batches tokenize the strings.
+
+States are packed without padding (with offsets). Layout::
 
     index.json              signature, chunk list, how many source clips were consumed, complete flag
     chunk-00000.safetensors audio, audio_offsets, text_ids [N, 1+K], error_rates [N, K], teacher [N, 1+K]
-    ...                     (NaN: not labelled), text, text_offsets (the states of the texts this chunk
-                            saw first); ids / languages / sources / new texts in the file's metadata
+    ...                     (NaN: not labelled); ids / languages / sources / the texts this chunk saw
+                            first, in the file's metadata
+    texts-<signature>/      a text table: index.json, chunk-00000.safetensors (text, text_offsets) ...
 
 Chunks are written atomically (tmp file, then rename) and the index after each chunk, so an
-interrupted build resumes after its last chunk by skipping that many source clips.
+interrupted build resumes after its last chunk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -41,29 +46,26 @@ from voiceclap.train.data import TrainBatch, bucketed_batches, make_example, sta
 from voiceclap.train.towers import TrainableTowers
 
 INDEX_NAME = "index.json"
-CACHE_FORMAT = 3  # 3: texts stored once each (states or strings), teacher scores
+CACHE_FORMAT = 4  # 4: texts stored once each as strings, their states in text tables; teacher scores
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
-def _frozen_modules(towers: TrainableTowers) -> nn.ModuleDict:
-    model, plan = towers.model, towers.plan
-    frozen = {
-        "audio_conv1": model.audio.encoder.conv1,
-        "audio_conv2": model.audio.encoder.conv2,
-        "audio_positions": model.audio.encoder.embed_positions,
-    }
-    frozen.update({f"audio_layer_{i}": model.audio.encoder.layers[i] for i in range(plan.audio_from)})
+AUDIO_CONFIG_KEYS = ("audio_encoder", "audio_encoder_config", "audio_pooling", "max_audio_seconds")
+TEXT_CONFIG_KEYS = ("text_encoder", "text_encoder_config", "tokenizer", "text_mask", "text_num_layers",
+                    "text_max_length", "text_pad_to_max_length", "text_prefix")
+
+
+def _frozen_audio(towers: TrainableTowers) -> nn.ModuleDict:
+    encoder, plan = towers.model.audio.encoder, towers.plan
+    frozen = {"audio_conv1": encoder.conv1, "audio_conv2": encoder.conv2, "audio_positions": encoder.embed_positions}
+    frozen.update({f"audio_layer_{i}": encoder.layers[i] for i in range(plan.audio_from)})
     if plan.audio_from == plan.audio_layers:
-        frozen["audio_layer_norm"] = model.audio.encoder.layer_norm
-    if texts_as_states(towers):
-        frozen["text_embeddings"] = model.text.encoder.embeddings
-        frozen.update({f"text_layer_{i}": model.text.layers[i] for i in range(plan.text_from)})
+        frozen["audio_layer_norm"] = encoder.layer_norm
     return nn.ModuleDict(frozen)
 
 
-def texts_as_states(towers: TrainableTowers) -> bool:
-    """Texts are cached as their states at the cut when frozen layers produce them; otherwise as
-    strings (the input stage is an embedding lookup, or trains)."""
+def needs_text_table(towers: TrainableTowers) -> bool:
+    """Frozen text layers produce states worth keeping; else the strings are tokenized per batch."""
     return towers.plan.text_from > 0
 
 
@@ -71,16 +73,13 @@ def cache_signature(
     towers: TrainableTowers, sources: list[str], vocabulary_digest: str, stored: int, num_negatives: int, seed: int,
     dtype: str, teacher: dict | None = None,
 ) -> dict:
-    """Everything the cached features depend on; a cache built under another signature is refused."""
+    """Everything the clip cache depends on; a cache built under another signature is refused."""
     config = towers.model.config.to_dict()
-    for key in ("trained_parameters", "base_checksums", "name", "audio_head", "text_head"):
-        config.pop(key)
     return {
         "format": CACHE_FORMAT,
-        "frozen_weights": state_dict_fingerprint(_frozen_modules(towers)),
-        "model_config": config,
+        "frozen_weights": state_dict_fingerprint(_frozen_audio(towers)),
+        "audio_config": {key: config[key] for key in AUDIO_CONFIG_KEYS},
         "audio_from": towers.plan.audio_from,
-        "text_from": towers.plan.text_from,
         "sources": sources,
         "vocabularies": vocabulary_digest,
         "stored_candidates": stored,
@@ -147,8 +146,8 @@ class _TextTable:
 
 
 def _frozen_chunk(
-    towers: TrainableTowers, examples: list[Clip], new_texts: list[str], table: _TextTable, batch_size: int,
-    dtype: torch.dtype, teacher: TeacherLabels | None, first_position: int,
+    towers: TrainableTowers, examples: list[Clip], table: _TextTable, batch_size: int, dtype: torch.dtype,
+    teacher: TeacherLabels | None, first_position: int,
 ) -> dict:
     """The frozen forward of one chunk, whose first clip is the cache's ``first_position``-th: inputs
     sorted by length so that batches carry little padding."""
@@ -169,24 +168,17 @@ def _frozen_chunk(
                     labels[i] = torch.from_numpy(teacher.scores(values[mask], examples[i]))
         for i, item in zip(rows, _pack(features, dtype)):
             audio_parts[i] = item
-    tensors = {
+    return {
         "audio": torch.cat(audio_parts),
-        "audio_offsets": torch.tensor([0] + [p.shape[0] for p in audio_parts]).cumsum(0),
+        "audio_offsets": _offsets(audio_parts),
         "text_ids": torch.tensor([[table.ids[t] for t in (e.text, *(c.text for c in e.candidates))] for e in examples]),
         "error_rates": torch.tensor([[c.error_rate for c in e.candidates] for e in examples]),
         "teacher": labels,
     }
-    if texts_as_states(towers) and new_texts:
-        text_parts: list = [None] * len(new_texts)
-        order = sorted(range(len(new_texts)), key=lambda i: len(new_texts[i]))
-        for start in range(0, len(order), batch_size * 4):
-            rows = order[start : start + batch_size * 4]
-            batch = model.tokenize([new_texts[i] for i in rows]).to(model.device)
-            for i, item in zip(rows, _pack(towers.frozen_text(batch), dtype)):
-                text_parts[i] = item
-        tensors["text"] = torch.cat(text_parts)
-        tensors["text_offsets"] = torch.tensor([0] + [p.shape[0] for p in text_parts]).cumsum(0)
-    return tensors
+
+
+def _offsets(parts: list[torch.Tensor]) -> torch.Tensor:
+    return torch.tensor([0] + [p.shape[0] for p in parts]).cumsum(0)
 
 
 def build_feature_cache(
@@ -219,10 +211,9 @@ def build_feature_cache(
                 f"{directory} holds a feature cache built with other settings; delete it or pick another cache.dir"
             )
     else:
-        index = {"signature": signature, "texts_as_states": texts_as_states(towers), "chunks": [], "clips_read": 0,
-                 "complete": False}
+        index = {"signature": signature, "chunks": [], "clips_read": 0, "complete": False}
     if index["complete"]:
-        return FeatureCache(directory, towers.model.tokenize)
+        return FeatureCache(directory)
 
     dtype = DTYPES[signature["dtype"]]
     table = _TextTable()
@@ -243,7 +234,7 @@ def build_feature_cache(
         nonlocal built
         new_texts = table.add(t for e in pending for t in (e.text, *(c.text for c in e.candidates)))
         with torch.inference_mode():
-            tensors = _frozen_chunk(towers, pending, new_texts, table, batch_size, dtype, teacher, done + built)
+            tensors = _frozen_chunk(towers, pending, table, batch_size, dtype, teacher, done + built)
         name = f"chunk-{len(index['chunks']):05d}.safetensors"
         metadata = {
             "ids": json.dumps([e.id for e in pending]),
@@ -251,12 +242,10 @@ def build_feature_cache(
             "sources": json.dumps([e.source for e in pending]),
             "new_texts": json.dumps(new_texts, ensure_ascii=False),
         }
-        save_file(tensors, str(directory / f"{name}.tmp"), metadata=metadata)
-        os.replace(directory / f"{name}.tmp", directory / name)
         audio_lengths = tensors["audio_offsets"].diff().tolist()
         index["chunks"].append({"file": name, "clips": len(pending), "audio_lengths": [int(n) for n in audio_lengths],
                                 "new_texts": len(new_texts)})
-        _atomic_write_json(index_path, index)
+        _write_chunk(directory, index, index_path, name, tensors, metadata)
         built += len(pending)
         bar.update(len(pending))  # the bar shows clips/s
         pending.clear()
@@ -280,36 +269,112 @@ def build_feature_cache(
     index["complete"] = True
     _atomic_write_json(index_path, index)
     towers.train(was_training)
-    return FeatureCache(directory, towers.model.tokenize)
+    return FeatureCache(directory)
+
+
+def _write_chunk(directory: Path, index: dict, index_path: Path, name: str, tensors: dict, metadata: dict) -> None:
+    save_file(tensors, str(directory / f"{name}.tmp"), metadata=metadata)
+    os.replace(directory / f"{name}.tmp", directory / name)
+    _atomic_write_json(index_path, index)
+
+
+def build_text_table(towers: TrainableTowers, cache: FeatureCache, chunk_size: int = 8192, batch_size: int = 64,
+                     progress: bool = True) -> TextTable:
+    """The states of every text of ``cache`` at the towers' text cut (resumable, chunk by chunk, stored
+    in the clip cache's dtype), in ``cache.directory / texts-<signature digest>``."""
+    model = towers.model
+    dtype = cache.signature["dtype"]
+    config = model.config.to_dict()
+    frozen = nn.ModuleDict({"embeddings": model.text.encoder.embeddings,
+                            **{f"layer_{i}": model.text.layers[i] for i in range(towers.plan.text_from)}})
+    signature = {
+        "format": CACHE_FORMAT,
+        "clip_cache": cache.signature,
+        "frozen_weights": state_dict_fingerprint(frozen),
+        "text_config": {key: config[key] for key in TEXT_CONFIG_KEYS},
+        "text_from": towers.plan.text_from,
+        "dtype": dtype,
+    }
+    digest = hashlib.sha1(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:12]
+    directory = cache.directory / f"texts-{digest}"
+    directory.mkdir(exist_ok=True)
+    index_path = directory / INDEX_NAME
+    index = json.loads(index_path.read_text()) if index_path.exists() else {"signature": signature, "chunks": []}
+    done = sum(c["texts"] for c in index["chunks"])
+    bar = tqdm(total=len(cache.texts), initial=done, unit="text", desc="text table", disable=not progress)
+    was_training = towers.training
+    towers.eval()
+    for start in range(done, len(cache.texts), chunk_size):
+        texts = cache.texts[start : start + chunk_size]
+        parts: list = [None] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for first in range(0, len(order), batch_size):
+                rows = order[first : first + batch_size]
+                batch = model.tokenize([texts[i] for i in rows]).to(model.device)
+                for i, item in zip(rows, _pack(towers.frozen_text(batch), DTYPES[dtype])):
+                    parts[i] = item
+                bar.update(len(rows))
+        name = f"chunk-{len(index['chunks']):05d}.safetensors"
+        index["chunks"].append({"file": name, "texts": len(texts)})
+        _write_chunk(directory, index, index_path, name, {"text": torch.cat(parts), "text_offsets": _offsets(parts)}, {})
+    bar.close()
+    towers.train(was_training)
+    return TextTable(directory)
+
+
+class TextTable:
+    """Random access to the text states of a built :func:`build_text_table`."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.chunks = json.loads((directory / INDEX_NAME).read_text())["chunks"]
+        self.location = [(c, row) for c, chunk in enumerate(self.chunks) for row in range(chunk["texts"])]
+        self._open: dict[int, tuple] = {}
+
+    def __len__(self) -> int:
+        return len(self.location)
+
+    def states(self, text_id: int) -> torch.Tensor:
+        c, row = self.location[text_id]
+        if c not in self._open:
+            handle = safe_open(str(self.directory / self.chunks[c]["file"]), framework="pt")
+            self._open[c] = (handle, handle.get_tensor("text_offsets"))
+        handle, offsets = self._open[c]
+        return handle.get_slice("text")[int(offsets[row]) : int(offsets[row + 1])].float()
 
 
 class FeatureCache:
-    """Random access to a built cache; ``batch(indices)`` returns what ``TrainableTowers`` takes.
-    ``tokenize`` (the model's) makes the text inputs when the cache holds texts as strings."""
+    """Random access to a built clip cache; ``batch(indices)`` returns what ``TrainableTowers`` takes.
+    Its texts come from ``text_table`` when the text tower has frozen layers, else from ``tokenize``
+    (the model's) applied to the strings (:meth:`attach`)."""
 
-    def __init__(self, directory: str | Path, tokenize: Callable[[list[str]], TextBatch] | None = None):
+    def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         index = json.loads((self.directory / INDEX_NAME).read_text())
         if not index["complete"]:
             raise ValueError(f"feature cache {self.directory} is incomplete; rebuild it")
         self.signature = index["signature"]
         self.chunks = index["chunks"]
-        self.texts_as_states = index["texts_as_states"]
-        if not self.texts_as_states and tokenize is None:
-            raise ValueError("this cache holds texts as strings: give the model's tokenize")
-        self.tokenize = tokenize
         self.location = [(c, row) for c, chunk in enumerate(self.chunks) for row in range(chunk["clips"])]
         self.audio_lengths = np.array([n for chunk in self.chunks for n in chunk["audio_lengths"]])
         self._open: dict[int, tuple] = {}
-        # text id -> (chunk, row within the chunk's new texts), and the strings themselves
         self.texts: list[str] = []
-        self.text_location: list[tuple[int, int]] = []
         self.sources: list[str | None] = []
         for c in range(len(self.chunks)):
             _, _, meta = self._chunk(c)
-            self.text_location += [(c, row) for row in range(len(meta["new_texts"]))]
             self.texts += meta["new_texts"]
             self.sources += meta["sources"]
+        self.text_table: TextTable | None = None
+        self.tokenize: Callable[[list[str]], TextBatch] | None = None
+
+    def attach(self, towers: TrainableTowers, progress: bool = True) -> FeatureCache:
+        """Make batches for ``towers``: build (or reuse) the text table its frozen text layers need."""
+        if needs_text_table(towers):
+            self.text_table = build_text_table(towers, self, progress=progress)
+        else:
+            self.tokenize = towers.model.tokenize
+        return self
 
     def __len__(self) -> int:
         return len(self.location)
@@ -318,43 +383,33 @@ class FeatureCache:
         """(file handle, the small tensors in memory, metadata) of chunk c, opened once (mmap)."""
         if c not in self._open:
             handle = safe_open(str(self.directory / self.chunks[c]["file"]), framework="pt")
-            names = ("audio_offsets", "text_ids", "error_rates", "teacher", "text_offsets")
-            small = {name: handle.get_tensor(name) for name in names if name in handle.keys()}  # noqa: SIM118
+            names = ("audio_offsets", "text_ids", "error_rates", "teacher")
+            small = {name: handle.get_tensor(name) for name in names}
             meta = {k: json.loads(v) for k, v in handle.metadata().items()}
             self._open[c] = (handle, small, meta)
         return self._open[c]
 
-    def _rows(self, c: int, name: str, rows: list[int]) -> list[torch.Tensor]:
-        handle, small, _ = self._chunk(c)
-        offsets = small[f"{name}_offsets"]
-        tensor = handle.get_slice(name)
-        return [tensor[int(offsets[r]) : int(offsets[r + 1])] for r in rows]
-
     def batch(self, indices: Iterable[int]) -> TrainBatch:
+        if self.text_table is None and self.tokenize is None:
+            raise RuntimeError("attach the cache to the towers first (FeatureCache.attach)")
         audio, text_ids, error_rates, teacher, ids, languages = [], [], [], [], [], []
         for i in indices:
             c, row = self.location[i]
-            _, small, meta = self._chunk(c)
-            audio += self._rows(c, "audio", [row])
+            handle, small, meta = self._chunk(c)
+            offsets = small["audio_offsets"]
+            audio.append(handle.get_slice("audio")[int(offsets[row]) : int(offsets[row + 1])].float())
             text_ids.append(small["text_ids"][row])
             error_rates.append(small["error_rates"][row])
             teacher.append(small["teacher"][row])
             ids.append(meta["ids"][row])
             languages.append(meta["languages"][row])
-        text_ids = torch.stack(text_ids)
-        unique, text_index = torch.unique(text_ids, return_inverse=True)
-        if self.texts_as_states:
-            texts = Features.from_rows([self._text_states(t) for t in unique.tolist()])
+        unique, text_index = torch.unique(torch.stack(text_ids), return_inverse=True)
+        if self.text_table is not None:
+            texts = Features.from_rows([self.text_table.states(t) for t in unique.tolist()])
         else:
             texts = self.tokenize([self.texts[t] for t in unique.tolist()])
-        return TrainBatch(
-            Features.from_rows([a.float() for a in audio]), texts, torch.stack(error_rates), ids, languages,
-            text_index=text_index, teacher=torch.stack(teacher),
-        )
-
-    def _text_states(self, text_id: int) -> torch.Tensor:
-        c, row = self.text_location[text_id]
-        return self._rows(c, "text", [row])[0].float()
+        return TrainBatch(Features.from_rows(audio), texts, torch.stack(error_rates), ids, languages,
+                          text_index=text_index, teacher=torch.stack(teacher))
 
 
 class CachedBatches:

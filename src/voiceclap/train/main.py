@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from voiceclap import protocol
 from voiceclap.clips import Clip, expand_sources, read_clips
+from voiceclap.evaluation.scorers import AUDIO_BATCH, TEXT_BATCH
 from voiceclap.evaluation.sets import load_eval_set
 from voiceclap.model import VoiceCLAP
 from voiceclap.runtime import limit_onednn_primitive_cache
@@ -96,16 +97,16 @@ def prepare_data(config: TrainConfig, towers: TrainableTowers, vocabularies: dic
             teacher=teacher.signature() if teacher else None,
         )
         signature.update(heldout_permille=data.heldout_permille, max_clips=config.cache.max_train_clips)
-        if info.is_main:
+        if info.is_main:  # the other ranks wait: the clip cache and the text table are built once
             clips = heldout_filter(read_clips(train_sources), data.heldout_permille, keep_heldout=False)
             build_feature_cache(
                 towers, clips, root / "train", signature=signature, vocabularies=vocabularies,
                 stored=data.stored_candidates, num_negatives=data.num_negatives, seed=seed,
                 chunk_size=config.cache.chunk_size, batch_size=config.cache.batch_size,
                 max_clips=config.cache.max_train_clips, teacher=teacher, progress=config.run.progress,
-            )
+            ).attach(towers, progress=config.run.progress)
         distributed.barrier()
-        cache = FeatureCache(root / "train", tokenize=towers.model.tokenize)
+        cache = FeatureCache(root / "train").attach(towers, progress=False)
         return CachedBatches(cache, data.batch_size, seed, info.rank, info.world_size, data.bucket_buffer,
                              select=source_filter(data.sources, data.exclude_sources))
     return StreamingBatches(
@@ -147,7 +148,6 @@ class HeldOut:
         self.clips = load_eval_set(sources, max_clips=data.max_eval_clips, seed=config.run.seed,
                                    select=select, progress=config.run.progress).clips
         self.towers, self.device, self.seed = towers, device, config.run.seed
-        self.batch_size = config.cache.batch_size
         self._audio: dict[Clip, Features] = {}
         self._text: dict[str, Features] = {}
 
@@ -176,9 +176,9 @@ class HeldOut:
         text_frozen = self._text if cacheable else {}
         return protocol.EmbeddingScorer(
             lambda clips: self._embed(clips, audio_frozen, lambda c: model.prepare_audio([x.audio for x in c]),
-                                      towers.frozen_audio, towers.embed_audio, self.batch_size),
+                                      towers.frozen_audio, towers.embed_audio, AUDIO_BATCH),
             lambda texts: self._embed(texts, text_frozen, model.tokenize, towers.frozen_text, towers.embed_text,
-                                      self.batch_size * 4),
+                                      TEXT_BATCH),
         )
 
     def metrics(self) -> dict[str, float]:
