@@ -17,6 +17,8 @@ import torch
 
 from voiceclap.model import VoiceCLAP
 
+WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|transcribe|>", "<|notimestamps|>"]
+
 SR = 16000
 # The suite shares two cores with other jobs: with more torch threads than idle cores, OpenMP's
 # spinning makes a tiny model 20-70x slower. Tests that run `voiceclap score --manifest` pass
@@ -124,6 +126,35 @@ def speech_like_clips(tmp_path_factory) -> dict[str, Path]:
         wave = tone(200 + 90 * i, seconds) + 0.05 * rng.standard_normal(round(seconds * SR)).astype(np.float32)
         clips[f"c{i}"] = write_audio(directory / f"c{i}.wav", wave)
     return clips
+
+
+def whisper_byte_tokenizer(directory: Path):
+    """A Whisper tokenizer for tiny test models: one token per byte, Whisper's special tokens after the bytes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import WhisperTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(WHISPER_SPECIALS)
+    tok.save(str(directory / "tokenizer.json"))
+    return WhisperTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
+
+
+def tiny_whisper(tokenizer, d_model: int, layers: int, heads: int, ffn: int, max_target_positions: int = 64):
+    """A random WhisperForConditionalGeneration over ``tokenizer``'s vocabulary (a tiny teacher)."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    end_of_text = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = WhisperConfig(
+        vocab_size=len(tokenizer), num_mel_bins=80, d_model=d_model, encoder_layers=layers,
+        encoder_attention_heads=heads, decoder_layers=layers, decoder_attention_heads=heads, encoder_ffn_dim=ffn,
+        decoder_ffn_dim=ffn, max_source_positions=1500, max_target_positions=max_target_positions,
+        pad_token_id=end_of_text, bos_token_id=end_of_text, eos_token_id=end_of_text,
+        decoder_start_token_id=tokenizer.convert_tokens_to_ids("<|startoftranscript|>"),
+    )
+    return WhisperForConditionalGeneration(config).eval()
 
 
 # ----- corpus sentence sources -----

@@ -132,3 +132,23 @@ def test_no_negatives():
     terms, _, _ = run(texts=[[t[0]] for t in TEXTS], error_rates=[[], []])
     assert set(terms) == {"siglip", "loss"}
     assert terms["loss"].item() == pytest.approx(terms["siglip"].item())
+
+
+def test_distillation_term_by_hand():
+    # Clip 1 is labelled: teacher scores [0, -ln 3] -> p_teacher = [3/4, 1/4]; cosines [1, 0] with
+    # scale 2 -> p_student = softmax([2, 0]). Clip 2 is not labelled (NaN): no part in the term.
+    audio = torch.tensor(AUDIO)
+    texts = torch.tensor(TEXTS)
+    teacher = torch.tensor([[0.0, -math.log(3.0)], [float("nan"), float("nan")]])
+    loss = VoiceCLAPLoss(distill_weight=1.0, distill_scale=2.0, distill_temperature=1.0)
+    terms = loss(audio, texts, torch.tensor(ERROR_RATES), torch.tensor(math.log(2.0)), torch.tensor(-1.0), teacher)
+    student = [math.exp(2) / (math.exp(2) + 1), 1 / (math.exp(2) + 1)]
+    target = [0.75, 0.25]
+    kl = sum(p * (math.log(p) - math.log(q)) for p, q in zip(target, student))
+    assert terms["distill"].item() == pytest.approx(kl / 2, abs=1e-6)  # / N clips of the global batch
+    # A slot that holds no candidate (error rate 0) takes no part: with it masked, one slot remains, KL 0.
+    masked = loss(audio, texts, torch.tensor([[0.0], [1.0]]), torch.tensor(math.log(2.0)), torch.tensor(-1.0), teacher)
+    assert masked["distill"].item() == pytest.approx(0.0, abs=1e-7)
+    # Off by default, and without labels the term is not computed.
+    assert "distill" not in VoiceCLAPLoss()(audio, texts, torch.tensor(ERROR_RATES), torch.tensor(0.0),
+                                            torch.tensor(0.0), teacher)

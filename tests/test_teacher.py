@@ -7,41 +7,23 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperTokenizerFast
+from conftest import tiny_whisper, whisper_byte_tokenizer
 
 from voiceclap import audio as A
 from voiceclap.teacher import EncodedAudio, WhisperTeacher, normalized_scores
 
-SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|transcribe|>", "<|notimestamps|>"]
 MAX_TARGET_POSITIONS = 24  # 4 prompt tokens + 20 text tokens: a short text already overflows
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    """Byte-level, one token per byte, and Whisper's special tokens after the bytes."""
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(SPECIALS)
-    path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
-    tok.save(str(path))
-    return WhisperTokenizerFast(tokenizer_file=str(path))
+    return whisper_byte_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
     torch.manual_seed(0)
-    end_of_text = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    config = WhisperConfig(
-        vocab_size=len(tokenizer), num_mel_bins=80, d_model=16, encoder_layers=2, encoder_attention_heads=2,
-        decoder_layers=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-        max_source_positions=1500, max_target_positions=MAX_TARGET_POSITIONS, pad_token_id=end_of_text,
-        bos_token_id=end_of_text, eos_token_id=end_of_text,
-        decoder_start_token_id=tokenizer.convert_tokens_to_ids("<|startoftranscript|>"),
-    )
-    model = WhisperForConditionalGeneration(config).eval()
+    model = tiny_whisper(tokenizer, d_model=16, layers=2, heads=2, ffn=32, max_target_positions=MAX_TARGET_POSITIONS)
     with torch.no_grad():  # larger than the default init, so that texts and clips differ clearly in likelihood
         for parameter in model.parameters():
             parameter.normal_(0, 0.3)

@@ -21,6 +21,7 @@ import webdataset as wds
 from voiceclap.clips import Candidate, decode_clip, expand_sources, read_clips
 from voiceclap.evaluation import add_eval_arguments, eval_from_args
 from voiceclap.model import VoiceCLAP
+from voiceclap.towers import TextBatch
 from voiceclap.train import add_train_arguments, train, train_from_args
 from voiceclap.train import main as train_main
 from voiceclap.train.config import load_config
@@ -243,7 +244,7 @@ def test_feature_cache_equals_the_full_forward(corpus, tmp_path, audio_from, tex
     clips = list(read_clips(shards))[:12]
     cache = build_feature_cache(towers, clips, tmp_path / "cache", signature={"dtype": "float32"},
                                 vocabularies=vocabularies, stored=0, num_negatives=3, seed=0, chunk_size=5,
-                                batch_size=4, progress=False)
+                                batch_size=4, progress=False).attach(towers)
     assert len(cache) == 12
     loss = VoiceCLAPLoss()
     model = towers.model
@@ -266,10 +267,59 @@ def test_feature_cache_equals_the_full_forward(corpus, tmp_path, audio_from, tex
     # float16 on disk: half the size, close but not exact.
     half = build_feature_cache(towers, clips, tmp_path / "half", signature={"dtype": "float16"},
                                vocabularies=vocabularies, stored=0, num_negatives=3, seed=0, chunk_size=5,
-                               progress=False)
+                               progress=False).attach(towers)
     with torch.no_grad():
         a_half, _ = towers(half.batch(indices))
     torch.testing.assert_close(a_half, a_full, rtol=0, atol=2e-2)
+
+
+def test_texts_are_cached_as_strings_when_no_text_layer_is_frozen(corpus, tmp_path):
+    towers = towers_for(2, 0)  # the whole text encoder trains from its (frozen) embeddings up
+    shards = expand_sources(corpus)
+    vocabularies = build_vocabularies(read_clips(shards, with_audio=False), 100)
+    clips = list(read_clips(shards))[:10]
+    cache = build_feature_cache(towers, clips, tmp_path / "cache", signature={"dtype": "float32"},
+                                vocabularies=vocabularies, stored=0, num_negatives=3, seed=0, chunk_size=4,
+                                progress=False).attach(towers)
+    assert cache.text_table is None and len(cache.texts) == len(set(cache.texts))  # each text once
+    indices = [9, 2, 5]
+    cached = cache.batch(indices)
+    assert isinstance(cached.texts, TextBatch) and cached.text_index.shape == (3, 4)
+    full = collate(towers.model, [make_example(clips[i], 0, 3, vocabularies, seed=0, epoch=0) for i in indices])
+    with torch.no_grad():
+        (a_cached, t_cached), (a_full, t_full) = towers(cached), towers(full)
+    torch.testing.assert_close(a_cached, a_full, rtol=0, atol=1e-5)
+    torch.testing.assert_close(t_cached, t_full, rtol=0, atol=1e-5)
+
+
+def test_teacher_labels_share_the_audio_towers_encoder_pass(corpus, tmp_path):
+    from conftest import tiny_whisper, whisper_byte_tokenizer
+
+    from voiceclap import audio as A
+    from voiceclap.teacher import EncodedAudio, WhisperTeacher, normalized_scores
+    from voiceclap.train.feature_cache import TeacherLabels
+
+    towers = towers_for(2, 2)
+    encoder = towers.model.audio.encoder
+    whisper = tiny_whisper(whisper_byte_tokenizer(tmp_path), d_model=32, layers=2, heads=2, ffn=64, max_target_positions=448)
+    whisper.model.encoder.load_state_dict(encoder.state_dict())  # the teacher's encoder is the tower's
+    teacher = WhisperTeacher(whisper, whisper_byte_tokenizer(tmp_path))
+    shards = expand_sources(corpus)
+    vocabularies = build_vocabularies(read_clips(shards, with_audio=False), 100)
+    clips = list(read_clips(shards))[:6]
+    cache = build_feature_cache(towers, clips, tmp_path / "cache", signature={"dtype": "float32"},
+                                vocabularies=vocabularies, stored=0, num_negatives=2, seed=0, chunk_size=4,
+                                teacher=TeacherLabels(teacher, max_clips=3), progress=False).attach(towers)
+    labels = cache.batch(range(6)).teacher
+    assert torch.isfinite(labels[:3]).all() and torch.isnan(labels[3:]).all()  # the first 3 clips only
+    # What the teacher says given the same encoder states, computed on the clip alone.
+    example = make_example(clips[1], 0, 2, vocabularies, seed=0, epoch=0)
+    samples = A.pad_or_trim(example.audio, -(-len(example.audio) // A.SAMPLES_PER_POOLED_FRAME) * A.SAMPLES_PER_POOLED_FRAME)
+    with torch.no_grad():
+        states = teacher._encode_samples(samples)
+        likelihoods = teacher.log_likelihoods(EncodedAudio(states, False, False),
+                                              [example.text, *(c.text for c in example.candidates)], "en")
+    np.testing.assert_allclose(labels[1].numpy(), normalized_scores(likelihoods, "mean"), atol=1e-4)
 
 
 def test_feature_cache_resumes_an_interrupted_build(corpus, tmp_path):
@@ -285,17 +335,17 @@ def test_feature_cache_resumes_an_interrupted_build(corpus, tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build_feature_cache(towers, interrupted(), tmp_path / "resumed", **common)
+        build_feature_cache(towers, interrupted(), tmp_path / "resumed", **common).attach(towers)
     index = json.loads((tmp_path / "resumed" / "index.json").read_text())
     assert [c["clips"] for c in index["chunks"]] == [6, 6] and not index["complete"]
-    resumed = build_feature_cache(towers, clips, tmp_path / "resumed", **common)
-    straight = build_feature_cache(towers, clips, tmp_path / "straight", **common)
+    resumed = build_feature_cache(towers, clips, tmp_path / "resumed", **common).attach(towers)
+    straight = build_feature_cache(towers, clips, tmp_path / "straight", **common).attach(towers)
     assert len(resumed) == len(straight) == 20
     a, b = resumed.batch(range(20)), straight.batch(range(20))
     assert a.ids == b.ids and torch.equal(a.error_rates, b.error_rates)
     assert torch.equal(a.audio.values, b.audio.values) and torch.equal(a.texts.values, b.texts.values)
     with pytest.raises(ValueError, match="other settings"):
-        build_feature_cache(towers, clips, tmp_path / "straight", **{**common, "signature": {"dtype": "float16"}})
+        build_feature_cache(towers, clips, tmp_path / "straight", **{**common, "signature": {"dtype": "float16"}}).attach(towers)
 
 
 def test_cached_batches_resume_and_split(corpus, tmp_path):
@@ -303,7 +353,7 @@ def test_cached_batches_resume_and_split(corpus, tmp_path):
     shards = expand_sources(corpus)
     vocabularies = build_vocabularies(read_clips(shards, with_audio=False), 100)
     cache = build_feature_cache(towers, list(read_clips(shards))[:30], tmp_path / "c", signature={"dtype": "float32"},
-                                vocabularies=vocabularies, stored=0, num_negatives=1, seed=0, progress=False)
+                                vocabularies=vocabularies, stored=0, num_negatives=1, seed=0, progress=False).attach(towers)
     ranks = [iter(CachedBatches(cache, 4, seed=0, rank=r, world_size=2, bucket_size=8)) for r in range(2)]
     first = [next(r).ids for r in ranks]
     assert len(first[0]) == 4 and not set(first[0]) & set(first[1])

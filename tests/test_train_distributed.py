@@ -40,6 +40,7 @@ def make_batch() -> TrainBatch:
         error_rates=torch.tensor([[0.2, 0.9], [0.5, 0.0], [1.0, 0.3], [0.4, 0.7], [0.6, 1.2]]),
         ids=[str(i) for i in range(n)],
         languages=["en"] * n,
+        text_index=torch.arange(n * (1 + K)).view(n, 1 + K),
     )
 
 
@@ -51,6 +52,7 @@ def rows(batch: TrainBatch, start: int, stop: int) -> TrainBatch:
         error_rates=batch.error_rates[start:stop],
         ids=batch.ids[start:stop],
         languages=batch.languages[start:stop],
+        text_index=torch.arange((stop - start) * (1 + K)).view(stop - start, 1 + K),
     )
 
 

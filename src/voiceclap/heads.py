@@ -68,8 +68,9 @@ class AttentionPoolHead(nn.Module):
             dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
         )
         # enable_nested_tensor off: the nested fast path zeroes padded positions in eval mode only,
-        # and the two modes must compute the same function.
-        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        # and the two modes must compute the same function. No layers: the queries pool the
+        # (already contextual) encoder states directly.
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers else None
         self.queries = nn.Parameter(torch.randn(queries, dim) * dim**-0.5)
         self.pool = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(queries * dim)
@@ -77,7 +78,9 @@ class AttentionPoolHead(nn.Module):
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         padding = ~mask.bool()
-        x = self.layers(self.down(states), src_key_padding_mask=padding)
+        x = self.down(states)
+        if self.layers is not None:
+            x = self.layers(x, src_key_padding_mask=padding)
         queries = self.queries.expand(x.shape[0], -1, -1)
         pooled, _ = self.pool(queries, x, x, key_padding_mask=padding, need_weights=False)
         return self.out(self.norm(pooled.flatten(1)))

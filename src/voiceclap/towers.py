@@ -108,22 +108,27 @@ class AudioTower(nn.Module):
             hidden = layer(hidden, attention_mask)
         return Features(hidden, mask)
 
-    def _finish(self, features: Features) -> Features:
+    def finish(self, features: Features) -> Features:
         """Average-pool by 2 (50 -> 25 frames per second) and ln_post, the seed's end of the encoder."""
         pooled = F.avg_pool1d(features.values.transpose(1, 2), kernel_size=2, stride=2).transpose(1, 2)
         return Features(self.encoder.layer_norm(pooled), features.mask[:, ::2])
 
+    def encoder_states(self, batch: AudioBatch, stop: int | None = None) -> Features:
+        """The encoder's states after layer ``stop`` (default: all), 50 frames per second, unfinished:
+        with ``encoder.layer_norm`` applied, what Whisper's decoder attends to."""
+        return self._layers(self._stem(batch), 0, self.n_layers if stop is None else stop)
+
     def front(self, batch: AudioBatch, stop: int | None = None) -> Features:
         """States after layer ``stop`` (default: all layers, finished: 25 frames per second)."""
         stop = self.n_layers if stop is None else stop
-        features = self._layers(self._stem(batch), 0, stop)
-        return self._finish(features) if stop == self.n_layers else features
+        features = self.encoder_states(batch, stop)
+        return self.finish(features) if stop == self.n_layers else features
 
     def back(self, features: Features, start: int | None = None) -> torch.Tensor:
         """The rest of the tower from states after layer ``start`` -> un-normalized [B, joint_dim]."""
         start = self.n_layers if start is None else start
         if start < self.n_layers:
-            features = self._finish(self._layers(features, start, self.n_layers))
+            features = self.finish(self._layers(features, start, self.n_layers))
         return self.head(features.values, features.mask)
 
     def forward(self, batch: AudioBatch) -> torch.Tensor:

@@ -96,7 +96,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--teacher-calibration", metavar="FILE", help="a teacher calibration to test (teacher_calibration.json)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the clip sample, the corruptions and the bootstrap (default 0)")
     parser.add_argument("--n-boot", type=int, default=1000, metavar="N", help="bootstrap replicates for the 95%% CIs (default 1000)")
-    parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="audio clips per model batch (default 16)")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="N",
+                        help="audio clips per model batch (default 16, as the trainer's evaluation)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser

@@ -24,13 +24,19 @@ from voiceclap.protocol import EmbeddingScorer
 
 from .asr_baseline import Transcriber, TranscriptCache, transcribe
 
+# Batch sizes of the embedding passes; the trainer's held-out evaluation uses the same, so that its
+# batches, and so its floating-point results, are voiceclap eval's exactly.
+AUDIO_BATCH = 16
+TEXT_BATCH = 64
+
 
 class ClapScorer(EmbeddingScorer):
     """A VoiceCLAP model's cosine: clips embedded in length-sorted batches of ``batch_size``, texts in
-    batches of 64. ``truncated`` counts the clips and texts the model saw only the start of.
+    batches of TEXT_BATCH. ``truncated`` counts the clips and texts the model saw only the start of.
     ``model_dir``: where a calibration fitted on its scores is stored with the model (when local)."""
 
-    def __init__(self, model: VoiceCLAP, batch_size: int = 16, progress: bool = True, model_dir: Path | None = None):
+    def __init__(self, model: VoiceCLAP, batch_size: int = AUDIO_BATCH, progress: bool = True,
+                 model_dir: Path | None = None):
         super().__init__(self._embed_clips, self._embed_texts, name="clap")
         self.model = model
         self.model_dir = model_dir
@@ -70,7 +76,7 @@ class ClapScorer(EmbeddingScorer):
         return self._embed([c.audio for c in clips], self.batch_size, model.prepare_audio, model.embed_audio_batch, "clips")
 
     def _embed_texts(self, texts: list[str]) -> np.ndarray:
-        return self._embed(texts, 64, self.model.tokenize, self.model.embed_text_batch, "texts")
+        return self._embed(texts, TEXT_BATCH, self.model.tokenize, self.model.embed_text_batch, "texts")
 
 
 class AsrScorer:

@@ -39,6 +39,10 @@ class DataOptions:
     num_workers: int = 2  # decoding workers of the streaming (uncached) path
     shuffle_buffer: int = 2000
     bucket_buffer: int = 512  # clips sorted by duration together before cutting batches
+    # Train only on cached clips of these sources (Clip.source: a TTS engine, a recorded corpus); all
+    # when empty. The bake-off trains rows with and without recorded speech on one cache this way.
+    sources: list[str] = field(default_factory=list)
+    exclude_sources: list[str] = field(default_factory=list)
     vocabulary_size: int = 20000  # corruption vocabulary per language, from the training texts
     vocabulary_max_clips: int | None = None  # read only this many training texts for it (huge corpora)
     # The held-out evaluation: `voiceclap eval --max-clips N --seed <run.seed>` on the same set gives
@@ -54,6 +58,10 @@ class CacheOptions:
     batch_size: int = 16  # clips per frozen forward pass
     dtype: str = "float16"  # on disk: float16 halves the size, float32 is exact
     max_train_clips: int | None = None  # cache (and so train on) only the first clips
+    # Label candidates with Whisper's decoder (voiceclap.teacher) while caching, for distillation: the
+    # first `teacher_clips` clips (0: none), scores normalized as `teacher_normalization`.
+    teacher_clips: int = 0
+    teacher_normalization: str = "mean"
 
 
 @dataclass
@@ -65,6 +73,9 @@ class LossOptions:
     margin_shape: str = "linear"  # linear | sqrt
     cross_clip_margin_weight: float = 0.0  # the margin between clips' candidates too (not in the card)
     cross_clip_other_transcripts: int = 5  # other clips' transcripts per clip in it, at WER 1
+    distill_weight: float = 0.0  # KL to the teacher's ranking of each labelled clip's candidates
+    distill_temperature: float = 1.0  # teacher score / this -> softmax
+    distill_scale: float = 20.0  # student cosine * this -> softmax
 
 
 @dataclass

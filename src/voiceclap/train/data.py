@@ -36,17 +36,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainBatch:
-    """A batch as the towers take it: audio as model inputs or as cached frozen features, and the
-    1 + K texts per clip flattened clip-major (each clip's own transcript first)."""
+    """A batch as the towers take it: audio as model inputs or as cached frozen features; the batch's
+    distinct texts likewise, and per clip the indices of its 1 + K texts among them (its own
+    transcript first)."""
 
     audio: AudioBatch | Features
     texts: TextBatch | Features
     error_rates: torch.Tensor  # [B, K]: each candidate's WER/CER against what the clip says
     ids: list[str]
     languages: list[str]
+    text_index: torch.Tensor  # [B, 1 + K] into texts
+    teacher: torch.Tensor | None = None  # [B, 1 + K] the teacher's scores; NaN where not labelled
 
     def to(self, device: torch.device) -> TrainBatch:
-        return replace(self, audio=self.audio.to(device), texts=self.texts.to(device), error_rates=self.error_rates.to(device))
+        teacher = None if self.teacher is None else self.teacher.to(device)
+        return replace(self, audio=self.audio.to(device), texts=self.texts.to(device),
+                       error_rates=self.error_rates.to(device), text_index=self.text_index.to(device), teacher=teacher)
 
 
 def stable_seed(*parts) -> int:
@@ -142,13 +147,18 @@ def make_example(clip: Clip, stored: int, num_negatives: int, vocabularies, seed
 
 
 def collate(model, examples: Sequence[Clip]) -> TrainBatch:
-    """Model inputs for a batch: log-mels, and each clip's transcript then its candidates, tokenized."""
+    """Model inputs for a batch: log-mels, and the distinct texts (each clip's transcript and its
+    candidates) tokenized once."""
+    per_clip = [(e.text, *(c.text for c in e.candidates)) for e in examples]
+    distinct = list(dict.fromkeys(t for texts in per_clip for t in texts))
+    position = {text: i for i, text in enumerate(distinct)}
     return TrainBatch(
         audio=model.prepare_audio([e.audio for e in examples]),
-        texts=model.tokenize([t for e in examples for t in (e.text, *(c.text for c in e.candidates))]),
+        texts=model.tokenize(distinct),
         error_rates=torch.tensor([[c.error_rate for c in e.candidates] for e in examples], dtype=torch.float32),
         ids=[e.id for e in examples],
         languages=[e.language for e in examples],
+        text_index=torch.tensor([[position[t] for t in texts] for texts in per_clip]),
     )
 
 

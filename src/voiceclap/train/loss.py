@@ -10,6 +10,10 @@ z = exp(logit_scale) * cos + logit_bias:
   negatives for that clip's audio only (another clip's corruption is no harder than its transcript).
 - ``margin``: sum_{i,k} max(0, m(f_ik) - (cos(a_i, t_i) - cos(a_i, t_ik))) / (N K), the ranking hinge
   that asks the true-vs-corrupted gap to grow with the edit fraction: m(f) = margin_scale * f
+- ``distill``: for clips the teacher (Whisper's decoder) labelled, KL(p_teacher || p_student) over the
+  clip's transcript and candidates, p_teacher = softmax(teacher score / distill_temperature),
+  p_student = softmax(distill_scale * cos), summed over labelled clips / N: the student learns the
+  teacher's ranking of each clip's candidates, and how far apart it puts them
   ("linear") or margin_scale * sqrt(f) ("sqrt"), f clipped to 1 (insertions can push WER past 1, but
   a cosine gap cannot exceed 2). This term is what makes the score graduate with WER.
 - ``cross_clip_margin``: the same hinge between the candidates of *different* clips. Each clip brings
@@ -55,6 +59,9 @@ class VoiceCLAPLoss(nn.Module):
         margin_shape: str = "linear",
         cross_clip_margin_weight: float = 0.0,
         cross_clip_other_transcripts: int = 5,
+        distill_weight: float = 0.0,
+        distill_temperature: float = 1.0,
+        distill_scale: float = 20.0,
     ):
         super().__init__()
         if margin_shape not in MARGIN_SHAPES:
@@ -64,7 +71,10 @@ class VoiceCLAPLoss(nn.Module):
             "hard_negative": hard_negative_weight,
             "margin": margin_weight,
             "cross_clip_margin": cross_clip_margin_weight,
+            "distill": distill_weight,
         }
+        self.distill_temperature = distill_temperature
+        self.distill_scale = distill_scale
         self.margin_scale = margin_scale
         self.margin_shape = margin_shape
         self.cross_clip_other_transcripts = cross_clip_other_transcripts
@@ -115,10 +125,12 @@ class VoiceCLAPLoss(nn.Module):
         error_rates: torch.Tensor,
         logit_scale: torch.Tensor,
         logit_bias: torch.Tensor,
+        teacher: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """audio [b, D] and texts [b, 1 + K, D] L2-normalized (texts[:, 0] the true transcripts,
-        texts[:, k] with error_rates[:, k - 1]); returns the weighted "loss" and each unweighted term,
-        terms with weight 0 included (logged, not trained) except the cross-clip margin."""
+        texts[:, k] with error_rates[:, k - 1]); teacher [b, 1 + K] the teacher's scores (NaN rows: not
+        labelled). Returns the weighted "loss" and each unweighted term, terms with weight 0 included
+        (logged, not trained) except the cross-clip margin and the distillation."""
         audio, texts = audio.float(), texts.float()
         local = audio.shape[0]
         positives = texts[:, 0]
@@ -146,5 +158,21 @@ class VoiceCLAPLoss(nn.Module):
                     audio, every_positive, offset, torch.cat([positive_cos, negative_cos], dim=1), error_rates
                 )
 
+            if self.weights["distill"] and teacher is not None:
+                terms["distill"] = self.distillation(torch.cat([positive_cos, negative_cos], dim=1), teacher,
+                                                     error_rates, n_global)
+
         terms["loss"] = sum(self.weights[name] * value for name, value in terms.items())
         return terms
+
+    def distillation(self, cos: torch.Tensor, teacher: torch.Tensor, error_rates: torch.Tensor,
+                     n_global: int) -> torch.Tensor:
+        """This rank's share of the distillation term; cos and teacher [b, 1 + K]. Slots that hold no
+        candidate (a zero-error repeat of the transcript) take no part in either softmax."""
+        labelled = torch.isfinite(teacher).all(dim=1)
+        slot = torch.cat([torch.ones_like(error_rates[:, :1], dtype=torch.bool), error_rates > 0], dim=1)
+        cos, teacher, slot = cos[labelled], teacher[labelled].to(cos.dtype), slot[labelled]
+        target = (teacher / self.distill_temperature).masked_fill(~slot, -torch.inf).softmax(dim=1)
+        log_student = (self.distill_scale * cos).masked_fill(~slot, -torch.inf).log_softmax(dim=1)
+        kl = target * (target.clamp(min=1e-12).log() - log_student)
+        return kl.masked_fill(~slot, 0.0).sum() / n_global

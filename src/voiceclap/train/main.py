@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from voiceclap import protocol
 from voiceclap.clips import Clip, expand_sources, read_clips
+from voiceclap.evaluation.scorers import AUDIO_BATCH, TEXT_BATCH
 from voiceclap.evaluation.sets import load_eval_set
 from voiceclap.model import VoiceCLAP
 from voiceclap.runtime import limit_onednn_primitive_cache
@@ -44,11 +45,17 @@ from voiceclap.train.data import (
     load_vocabularies,
     save_vocabularies,
 )
-from voiceclap.train.feature_cache import CachedBatches, FeatureCache, build_feature_cache, cache_signature
+from voiceclap.train.feature_cache import (
+    CachedBatches,
+    FeatureCache,
+    TeacherLabels,
+    build_feature_cache,
+    cache_signature,
+)
 from voiceclap.train.loss import VoiceCLAPLoss
 from voiceclap.train.towers import TrainableTowers, apply_freezing, make_plan
 
-LOSS_TERMS = ("loss", "siglip", "hard_negative", "margin", "cross_clip_margin")
+LOSS_TERMS = ("loss", "siglip", "hard_negative", "margin", "cross_clip_margin", "distill")
 
 
 def build_model(config: TrainConfig) -> VoiceCLAP:
@@ -84,27 +91,46 @@ def prepare_data(config: TrainConfig, towers: TrainableTowers, vocabularies: dic
             )
         root = Path(config.cache.dir or out_dir / "feature-cache")
         digest = hashlib.sha1(json.dumps({k: list(v) for k, v in vocabularies.items()}).encode()).hexdigest()
+        teacher = teacher_labels(config, towers) if config.cache.teacher_clips else None
         signature = cache_signature(
-            towers, train_sources, digest, data.stored_candidates, data.num_negatives, seed, config.cache.dtype
+            towers, train_sources, digest, data.stored_candidates, data.num_negatives, seed, config.cache.dtype,
+            teacher=teacher.signature() if teacher else None,
         )
         signature.update(heldout_permille=data.heldout_permille, max_clips=config.cache.max_train_clips)
-        if info.is_main:
+        if info.is_main:  # the other ranks wait: the clip cache and the text table are built once
             clips = heldout_filter(read_clips(train_sources), data.heldout_permille, keep_heldout=False)
             build_feature_cache(
                 towers, clips, root / "train", signature=signature, vocabularies=vocabularies,
                 stored=data.stored_candidates, num_negatives=data.num_negatives, seed=seed,
                 chunk_size=config.cache.chunk_size, batch_size=config.cache.batch_size,
-                max_clips=config.cache.max_train_clips, progress=config.run.progress,
-            )
+                max_clips=config.cache.max_train_clips, teacher=teacher, progress=config.run.progress,
+            ).attach(towers, progress=config.run.progress)
         distributed.barrier()
-        return CachedBatches(FeatureCache(root / "train"), data.batch_size, seed, info.rank, info.world_size,
-                             data.bucket_buffer)
+        cache = FeatureCache(root / "train").attach(towers, progress=False)
+        return CachedBatches(cache, data.batch_size, seed, info.rank, info.world_size, data.bucket_buffer,
+                             select=source_filter(data.sources, data.exclude_sources))
     return StreamingBatches(
         train_sources, functools.partial(collate, towers.model), vocabularies,
         batch_size=data.batch_size, stored_candidates=data.stored_candidates, num_negatives=data.num_negatives,
         seed=seed, rank=info.rank, world_size=info.world_size, num_workers=data.num_workers,
         heldout_permille=data.heldout_permille, shuffle_buffer=data.shuffle_buffer, bucket_size=data.bucket_buffer,
     )
+
+
+def source_filter(sources: list[str], exclude: list[str]):
+    """Which clip sources training uses: those listed (all when none are), minus the excluded ones."""
+    if not sources and not exclude:
+        return None
+    return lambda source: (not sources or source in sources) and source not in exclude
+
+
+def teacher_labels(config: TrainConfig, towers: TrainableTowers) -> TeacherLabels:
+    """Whisper's decoder labelling the first ``cache.teacher_clips`` clips while they are cached."""
+    from voiceclap.teacher import WhisperTeacher
+
+    teacher = WhisperTeacher.from_pretrained(device=towers.model.device,
+                                             normalization=config.cache.teacher_normalization)
+    return TeacherLabels(teacher, config.cache.teacher_clips)
 
 
 class HeldOut:
@@ -122,7 +148,6 @@ class HeldOut:
         self.clips = load_eval_set(sources, max_clips=data.max_eval_clips, seed=config.run.seed,
                                    select=select, progress=config.run.progress).clips
         self.towers, self.device, self.seed = towers, device, config.run.seed
-        self.batch_size = config.cache.batch_size
         self._audio: dict[Clip, Features] = {}
         self._text: dict[str, Features] = {}
 
@@ -151,9 +176,9 @@ class HeldOut:
         text_frozen = self._text if cacheable else {}
         return protocol.EmbeddingScorer(
             lambda clips: self._embed(clips, audio_frozen, lambda c: model.prepare_audio([x.audio for x in c]),
-                                      towers.frozen_audio, towers.embed_audio, self.batch_size),
+                                      towers.frozen_audio, towers.embed_audio, AUDIO_BATCH),
             lambda texts: self._embed(texts, text_frozen, model.tokenize, towers.frozen_text, towers.embed_text,
-                                      self.batch_size * 4),
+                                      TEXT_BATCH),
         )
 
     def metrics(self) -> dict[str, float]:
@@ -216,7 +241,8 @@ def plot_metrics(metrics_path: Path, png_path: Path) -> None:
             top.plot([r["step"] for r in train], [r[term] for r in train], label=term)
     top.set_yscale("log")
     top.set_ylabel("training loss (per global batch)")
-    top.legend()
+    if train:
+        top.legend()
     for key, label in (("eval/R@1", "held-out R@1"), ("eval/spearman", "held-out Spearman rho(score, WER)")):
         points = [(r["step"], r[key]) for r in held if r.get(key) is not None]
         if points:
@@ -342,7 +368,7 @@ def train(config: TrainConfig) -> Path:
             with sync:
                 with autocast:
                     audio, texts = wrapped(batch)
-                terms = loss_fn(audio, texts, batch.error_rates, model.logit_scale, model.logit_bias)
+                terms = loss_fn(audio, texts, batch.error_rates, model.logit_scale, model.logit_bias, batch.teacher)
                 # Each rank holds its share of the global-batch loss; DDP averages gradients.
                 (terms["loss"] * info.world_size / optim.grad_accum_steps).backward()
             for name, value in terms.items():

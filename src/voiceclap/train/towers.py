@@ -124,6 +124,5 @@ class TrainableTowers(nn.Module):
         return F.normalize(self.model.text.back(features, self.plan.text_from), dim=-1)
 
     def forward(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        audio = self.embed_audio(batch.audio)
-        texts = self.embed_text(batch.texts)
-        return audio, texts.view(audio.shape[0], -1, texts.shape[-1])
+        """(audio [B, D], texts [B, 1 + K, D]): each distinct text embedded once, then gathered per clip."""
+        return self.embed_audio(batch.audio), self.embed_text(batch.texts)[batch.text_index]

@@ -44,6 +44,16 @@ def probe(source: str | Path | bytes) -> float | str:
     return audio_problem(seconds) or seconds
 
 
+def file_clip(report: SourceReport, path: Path, language: str, **fields) -> Clip | None:
+    """A clip of one audio file with its duration probed; None, counted as dropped with the reason,
+    when the file is not usable as one clip."""
+    seconds = probe(path)
+    if isinstance(seconds, str):
+        report.drop(seconds, language)
+        return None
+    return Clip(language=language, audio=str(path), duration=seconds, **fields)
+
+
 def _text_length(text: str, language: str) -> int:
     # What the speaker has to say: normalized characters, punctuation and spaces left out.
     return len(normalize_for_wer(text, language).replace(" ", ""))

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from voiceclap.clips import Clip
-from voiceclap.corpus.recorded.checks import checked, probe
+from voiceclap.corpus.recorded.checks import checked, file_clip
 from voiceclap.corpus.recorded.report import SourceReport
 from voiceclap.corpus.recorded.sources import SOURCES
 from voiceclap.text import clean_text, normalize_for_wer
@@ -33,20 +33,18 @@ def _scan_festvox_ru(root: Path, report: SourceReport) -> Iterator[Clip]:
         if not normalize_for_wer(text, "ru"):
             report.drop("no_transcript", "ru")
             continue
-        seconds = probe(path)
-        if isinstance(seconds, str):
-            report.drop(seconds, "ru")
-            continue
-        yield Clip(
+        clip = file_clip(
+            report,
+            path,
+            "ru",
             id=f"festvox-ru/{path.stem}",
             text=text,
-            language="ru",
-            audio=str(path),
-            duration=seconds,
             speaker=FESTVOX_RU_SPEAKER,
             source="festvox-ru",
             extra={"license": _FESTVOX_RU_LICENSE},
         )
+        if clip is not None:
+            yield clip
 
 
 def read_festvox_ru(root: str | Path = FESTVOX_RU_ROOT, report: SourceReport | None = None) -> Iterator[Clip]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from voiceclap.clips import Clip
-from voiceclap.corpus.recorded.checks import checked, probe
+from voiceclap.corpus.recorded.checks import checked, file_clip
 from voiceclap.corpus.recorded.report import SourceReport
 from voiceclap.corpus.recorded.sources import SOURCES
 from voiceclap.text import clean_text, normalize_for_wer
@@ -51,20 +51,18 @@ def _scan_fillets(root: Path, report: SourceReport) -> Iterator[Clip]:
         if font not in FILLETS_SPEAKERS:
             report.drop("unknown_speaker", language)
             continue
-        seconds = probe(path)
-        if isinstance(seconds, str):
-            report.drop(seconds, language)
-            continue
-        yield Clip(
+        clip = file_clip(
+            report,
+            path,
+            language,
             id=f"fillets/{level}/{path.stem}",
             text=text,
-            language=language,
-            audio=str(path),
-            duration=seconds,
             speaker=f"fillets:{FILLETS_SPEAKERS[font]}",
             source="fillets",
             extra={"license": _FILLETS_LICENSE, "level": level},
         )
+        if clip is not None:
+            yield clip
 
 
 def read_fillets(root: str | Path = FILLETS_ROOT, report: SourceReport | None = None) -> Iterator[Clip]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from voiceclap.clips import Clip
-from voiceclap.corpus.recorded.checks import checked, probe
+from voiceclap.corpus.recorded.checks import checked, file_clip
 from voiceclap.corpus.recorded.report import SourceReport
 from voiceclap.corpus.recorded.sources import SOURCES
 from voiceclap.text import clean_text, normalize_for_wer
@@ -53,21 +53,19 @@ def _scan_tuxpaint(root: Path, report: SourceReport) -> Iterator[Clip]:
         if not normalize_for_wer(text, language):
             report.drop("no_transcript", language)
             continue
-        seconds = probe(path)
-        if isinstance(seconds, str):
-            report.drop(seconds, language)
-            continue
         stamp = path.relative_to(root).with_name(name["stamp"]).as_posix()
-        yield Clip(
+        clip = file_clip(
+            report,
+            path,
+            language,
             id=f"tuxpaint/{language}/{stamp}",
             text=text,
-            language=language,
-            audio=str(path),
-            duration=seconds,
             speaker=f"tuxpaint:{language}",
             source="tuxpaint",
             extra={"license": _TUXPAINT_LICENSE, "stamp": stamp, "concept": clean_text(texts.get("", stamp))},
         )
+        if clip is not None:
+            yield clip
 
 
 def read_tuxpaint(root: str | Path = TUXPAINT_ROOT, report: SourceReport | None = None) -> Iterator[Clip]:
