@@ -181,6 +181,7 @@ def _build_whisper_base_tokens(out: Path) -> dict[str, str | None]:
     from safetensors import safe_open
     from transformers import BertConfig, WhisperTokenizerFast
 
+    versions, _ = _require("offline:whisper-base-tokens", _WHISPER_BASE_PACKAGES)
     full = Path(resolve_encoder_source("offline:whisper-base-full"))
     with safe_open(str(full / "model.safetensors"), framework="pt") as weights:
         tokens = weights.get_tensor("model.decoder.embed_tokens.weight")
@@ -202,7 +203,7 @@ def _build_whisper_base_tokens(out: Path) -> dict[str, str | None]:
     }
     _save_hf(out, config, state)
     tokenizer.save_pretrained(out)
-    return _require("offline:whisper-base-tokens", _WHISPER_BASE_PACKAGES)[0]
+    return versions
 
 
 def _build_whisper_base_ct2(out: Path) -> dict[str, str | None]:
