@@ -202,6 +202,11 @@ def test_candidates_are_deterministic_and_measured(corpus):
     assert two == make_example(clips[0], 2, 1, vocabularies, seed=0, epoch=0).candidates
     padded = make_example(clips[1], 2, 1, vocabularies, seed=0, epoch=0).candidates
     assert [(c.text, c.error_rate) for c in padded[:2]] == [(clips[1].text, 0.0)] * 2
+    # A spoken pair's text is never the one left out.
+    clips[2].candidates = [Candidate(f"fluent {i}", 0.2, "fluent") for i in range(3)] + [Candidate("said", 0.5, "spoken")]
+    for epoch in range(5):
+        kept = make_example(clips[2], 2, 0, vocabularies, seed=0, epoch=epoch).candidates
+        assert kept[0].kind == "spoken" and kept[1].kind == "fluent"
 
 
 def test_streaming_batches_split_ranks_and_resume_exactly(corpus):

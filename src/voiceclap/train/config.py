@@ -43,6 +43,8 @@ class DataOptions:
     # when empty. The bake-off trains rows with and without recorded speech on one cache this way.
     sources: list[str] = field(default_factory=list)
     exclude_sources: list[str] = field(default_factory=list)
+    # Voices left out of training altogether (e.g. MBROLA voices that drop what their database lacks).
+    exclude_speakers: list[str] = field(default_factory=list)
     vocabulary_size: int = 20000  # corruption vocabulary per language, from the training texts
     vocabulary_max_clips: int | None = None  # read only this many training texts for it (huge corpora)
     # The held-out evaluation: `voiceclap eval --max-clips N --seed <run.seed>` on the same set gives

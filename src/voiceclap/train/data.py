@@ -68,13 +68,17 @@ def heldout_filter(clips: Iterable[Clip], permille: int, keep_heldout: bool) -> 
     return (c for c in clips if is_heldout(c.id, permille) == keep_heldout)
 
 
-def trainable(clips: Iterable[Clip]) -> Iterator[Clip]:
-    """Clips fit to train on, with a duration to bucket batches by before any decoding: a manifest row
-    with a problem is skipped with a warning; one without a duration gets its file header's (0 when
-    unreadable: it buckets as shortest and decoding reports why)."""
+def trainable(clips: Iterable[Clip], exclude_speakers: Sequence[str] = ()) -> Iterator[Clip]:
+    """Clips fit to train on, with a duration to bucket batches by before any decoding: a clip with a
+    problem is skipped with a warning, one of an excluded speaker (a voice that does not say its text)
+    silently; one without a duration gets its file header's (0 when unreadable: it buckets as
+    shortest and decoding reports why)."""
+    excluded = set(exclude_speakers)
     for clip in clips:
         if clip.error:
             logger.warning("clip %s skipped: %s", clip.id, clip.error)
+            continue
+        if clip.speaker in excluded:
             continue
         if not clip.duration and isinstance(clip.audio, str):
             try:
@@ -122,14 +126,16 @@ def load_vocabularies(path: Path) -> dict[str, Vocabulary]:
 def training_candidates(
     clip: Clip, stored: int, num_negatives: int, vocabularies: dict[str, Vocabulary], seed: int, epoch: int
 ) -> list[Candidate]:
-    """``stored`` slots for the clip's stored candidates (a seeded choice when it has more) and
-    ``num_negatives`` corruptions, drawn from a generator seeded by (seed, epoch, clip id): the same
-    in any process, worker or resumed run. A slot with nothing to fill repeats the transcript at error
-    rate 0 (no vocabulary for the language, fewer stored candidates than slots)."""
+    """``stored`` slots for the clip's stored candidates and ``num_negatives`` corruptions, drawn from
+    a generator seeded by (seed, epoch, clip id): the same in any process, worker or resumed run. A
+    clip with more stored candidates than slots keeps its spoken pair's text first (the negative only
+    listening tells apart), then a seeded choice of the rest. A slot with nothing to fill repeats the
+    transcript at error rate 0 (no vocabulary for the language, fewer stored candidates than slots)."""
     rng = random.Random(stable_seed(seed, epoch, clip.id))
-    chosen = list(clip.candidates)
-    if len(chosen) > stored:
-        chosen = rng.sample(chosen, stored)
+    spoken = [c for c in clip.candidates if c.kind == "spoken"]
+    others = [c for c in clip.candidates if c.kind != "spoken"]
+    rng.shuffle(others)
+    chosen = (spoken + others)[:stored]
     empty = Candidate(clip.text, 0.0, "none")
     slots = chosen + [empty] * (stored - len(chosen))
     vocabulary = vocabularies.get(clip.language)
@@ -251,6 +257,7 @@ class StreamingBatches:
         world_size: int = 1,
         num_workers: int = 0,
         heldout_permille: int = 0,
+        exclude_speakers: Sequence[str] = (),
         shuffle_buffer: int = 1000,
         bucket_size: int = 512,
     ):
@@ -265,6 +272,7 @@ class StreamingBatches:
         self.world_size = world_size
         self.num_workers = num_workers
         self.heldout_permille = heldout_permille
+        self.exclude_speakers = list(exclude_speakers)
         self.shuffle_buffer = shuffle_buffer
         self.bucket_size = bucket_size
         self.positions: dict[int, tuple[int, int]] = {}  # consumer -> (epoch, next batch index)
@@ -280,7 +288,7 @@ class StreamingBatches:
             clips = read_clips(sources[consumer::consumers])
         else:
             clips = (c for i, c in enumerate(read_clips(sources)) if i % consumers == consumer)
-        clips = trainable(heldout_filter(clips, self.heldout_permille, keep_heldout=False))
+        clips = trainable(heldout_filter(clips, self.heldout_permille, keep_heldout=False), self.exclude_speakers)
         rng = random.Random(stable_seed(self.seed, "order", epoch, consumer))
         clips = shuffled(clips, self.shuffle_buffer, rng)
         yield from bucketed_batches(clips, self.batch_size, self.bucket_size, rng, length=lambda c: c.duration)

@@ -44,6 +44,7 @@ from voiceclap.train.data import (
     is_heldout,
     load_vocabularies,
     save_vocabularies,
+    trainable,
 )
 from voiceclap.train.feature_cache import (
     CachedBatches,
@@ -96,9 +97,11 @@ def prepare_data(config: TrainConfig, towers: TrainableTowers, vocabularies: dic
             towers, train_sources, digest, data.stored_candidates, data.num_negatives, seed, config.cache.dtype,
             teacher=teacher.signature() if teacher else None,
         )
-        signature.update(heldout_permille=data.heldout_permille, max_clips=config.cache.max_train_clips)
+        signature.update(heldout_permille=data.heldout_permille, max_clips=config.cache.max_train_clips,
+                         exclude_speakers=data.exclude_speakers)
         if info.is_main:  # the other ranks wait: the clip cache and the text table are built once
-            clips = heldout_filter(read_clips(train_sources), data.heldout_permille, keep_heldout=False)
+            clips = trainable(heldout_filter(read_clips(train_sources), data.heldout_permille, keep_heldout=False),
+                              data.exclude_speakers)
             build_feature_cache(
                 towers, clips, root / "train", signature=signature, vocabularies=vocabularies,
                 stored=data.stored_candidates, num_negatives=data.num_negatives, seed=seed,
@@ -113,7 +116,8 @@ def prepare_data(config: TrainConfig, towers: TrainableTowers, vocabularies: dic
         train_sources, functools.partial(collate, towers.model), vocabularies,
         batch_size=data.batch_size, stored_candidates=data.stored_candidates, num_negatives=data.num_negatives,
         seed=seed, rank=info.rank, world_size=info.world_size, num_workers=data.num_workers,
-        heldout_permille=data.heldout_permille, shuffle_buffer=data.shuffle_buffer, bucket_size=data.bucket_buffer,
+        heldout_permille=data.heldout_permille, exclude_speakers=data.exclude_speakers,
+        shuffle_buffer=data.shuffle_buffer, bucket_size=data.bucket_buffer,
     )
 
 
