@@ -496,3 +496,11 @@ def test_command_line_and_torchrun(corpus, tmp_path):
     logged = records(tmp_path / "ddp" / "metrics.jsonl", "train")
     assert [r["step"] for r in logged] == [1, 2, 3]
     assert logged[0]["samples_per_s"] > 0
+
+
+def test_clip_filter_selects_sources_and_spoken_pairs():
+    keep = train_main.clip_filter(["pico", "uqm"], ["uqm"], spoken_negatives=False)
+    assert keep("pico", None) and not keep("uqm", None) and not keep("espeak", None)
+    assert not keep("pico", "spoken/EN_0000001")  # a clip of a spoken pair
+    assert train_main.clip_filter([], [], spoken_negatives=True) is None  # everything
+    assert train_main.clip_filter([], [], spoken_negatives=False)("espeak", None)

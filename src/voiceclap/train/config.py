@@ -43,6 +43,7 @@ class DataOptions:
     # when empty. The bake-off trains rows with and without recorded speech on one cache this way.
     sources: list[str] = field(default_factory=list)
     exclude_sources: list[str] = field(default_factory=list)
+    spoken_negatives: bool = True  # False: leave out the clips of spoken pairs (the corpus's spoken part)
     # Voices left out of training altogether (e.g. MBROLA voices that drop what their database lacks).
     exclude_speakers: list[str] = field(default_factory=list)
     vocabulary_size: int = 20000  # corruption vocabulary per language, from the training texts

@@ -240,6 +240,7 @@ def build_feature_cache(
             "ids": json.dumps([e.id for e in pending]),
             "languages": json.dumps([e.language for e in pending]),
             "sources": json.dumps([e.source for e in pending]),
+            "groups": json.dumps([e.group for e in pending]),
             "new_texts": json.dumps(new_texts, ensure_ascii=False),
         }
         audio_lengths = tensors["audio_offsets"].diff().tolist()
@@ -361,10 +362,12 @@ class FeatureCache:
         self._open: dict[int, tuple] = {}
         self.texts: list[str] = []
         self.sources: list[str | None] = []
+        self.groups: list[str | None] = []  # a spoken pair's group; None for other clips
         for c in range(len(self.chunks)):
             _, _, meta = self._chunk(c)
             self.texts += meta["new_texts"]
             self.sources += meta["sources"]
+            self.groups += meta["groups"]
         self.text_table: TextTable | None = None
         self.tokenize: Callable[[list[str]], TextBatch] | None = None
 
@@ -415,17 +418,17 @@ class FeatureCache:
 class CachedBatches:
     """Endless training batches from a feature cache for one rank.
 
-    Each epoch is a seeded permutation of the selected clips (``select(source)``, all by default) cut
+    Each epoch is a seeded permutation of the selected clips (``select(source, group)``, all by default) cut
     into global batches of ``batch_size * world_size`` clips of similar audio length (bucketed); rank
     r takes slice r of each. The position (epoch, batch) is the whole data state, so resuming is exact.
     """
 
     def __init__(
         self, cache: FeatureCache, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-        bucket_size: int = 512, select: Callable[[str | None], bool] | None = None,
+        bucket_size: int = 512, select: Callable[[str | None, str | None], bool] | None = None,
     ):
         global_batch = batch_size * world_size
-        self.indices = [i for i, source in enumerate(cache.sources) if select is None or select(source)]
+        self.indices = [i for i, clip in enumerate(zip(cache.sources, cache.groups)) if select is None or select(*clip)]
         if len(self.indices) < global_batch:
             raise ValueError(f"the feature cache holds {len(self.indices)} selected clips, less than a global "
                              f"batch ({global_batch})")

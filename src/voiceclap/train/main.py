@@ -111,7 +111,7 @@ def prepare_data(config: TrainConfig, towers: TrainableTowers, vocabularies: dic
         distributed.barrier()
         cache = FeatureCache(root / "train").attach(towers, progress=False)
         return CachedBatches(cache, data.batch_size, seed, info.rank, info.world_size, data.bucket_buffer,
-                             select=source_filter(data.sources, data.exclude_sources))
+                             select=clip_filter(data.sources, data.exclude_sources, data.spoken_negatives))
     return StreamingBatches(
         train_sources, functools.partial(collate, towers.model), vocabularies,
         batch_size=data.batch_size, stored_candidates=data.stored_candidates, num_negatives=data.num_negatives,
@@ -121,11 +121,13 @@ def prepare_data(config: TrainConfig, towers: TrainableTowers, vocabularies: dic
     )
 
 
-def source_filter(sources: list[str], exclude: list[str]):
-    """Which clip sources training uses: those listed (all when none are), minus the excluded ones."""
-    if not sources and not exclude:
+def clip_filter(sources: list[str], exclude: list[str], spoken_negatives: bool):
+    """Which cached clips training uses: of the sources listed (all when none are) minus the excluded
+    ones; without spoken negatives, no clip of a spoken pair (a clip with a group)."""
+    if not sources and not exclude and spoken_negatives:
         return None
-    return lambda source: (not sources or source in sources) and source not in exclude
+    return lambda source, group: ((not sources or source in sources) and source not in exclude
+                                  and (spoken_negatives or group is None))
 
 
 def teacher_labels(config: TrainConfig, towers: TrainableTowers) -> TeacherLabels:
