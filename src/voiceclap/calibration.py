@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
 
 __all__ = ["Calibration"]
 
 _FORMAT = "voiceclap-calibration"
 _VERSION = 1
-
 
 
 def _paired(a: Any, b: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +30,7 @@ def _paired(a: Any, b: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise ValueError(f"{what} must be finite")
     return x, y
+
 
 class Calibration:
     """Score -> expected WER, non-increasing in the score.
@@ -60,6 +59,10 @@ class Calibration:
 
     def fit(self, scores: Sequence[float] | np.ndarray, wers: Sequence[float] | np.ndarray) -> Calibration:
         """Fit on paired ``scores`` and observed ``wers``; returns ``self``."""
+        # Imported here: scikit-learn takes over a second to import, and loading a model to score with
+        # only needs predict().
+        from sklearn.isotonic import IsotonicRegression
+
         x, y = _paired(scores, wers, "scores and wers")
         iso = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(x, y)
         # The thresholds are exactly the knots of iso.predict's piecewise-linear function, so
