@@ -83,11 +83,8 @@ RESULT_NAME = "result.json"  # what a measuring process leaves in its workdir
 # ----- the workload -----
 
 
-def build_workload(sources: list[str], n: int, min_s: float, max_s: float, seed: int, directory: Path) -> dict:
-    """Sample n clips in [min_s, max_s] seconds, write them as float WAVs and a JSONL manifest."""
-    import soundfile
-
-    from voiceclap.audio import SAMPLE_RATE
+def sample_clips(sources: list[str], n: int, min_s: float, max_s: float, seed: int) -> tuple[list, list[str]]:
+    """(n decoded clips in [min_s, max_s] seconds, a seeded uniform sample; the source files)."""
     from voiceclap.evaluation.sets import load_eval_set
 
     # load_eval_set keeps the first clips of a fixed hash order, so a larger max_clips returns a
@@ -99,7 +96,16 @@ def build_workload(sources: list[str], n: int, min_s: float, max_s: float, seed:
         if len(clips) >= n or len(evalset.clips) < asked:
             break
         asked = math.ceil(asked * n / max(len(clips), 1)) + 1
-    clips = clips[:n]
+    return clips[:n], evalset.sources
+
+
+def build_workload(sources: list[str], n: int, min_s: float, max_s: float, seed: int, directory: Path) -> dict:
+    """Sample n clips in [min_s, max_s] seconds, write them as float WAVs and a JSONL manifest."""
+    import soundfile
+
+    from voiceclap.audio import SAMPLE_RATE
+
+    clips, files = sample_clips(sources, n, min_s, max_s, seed)
     directory.mkdir(parents=True, exist_ok=True)
     manifest = directory / "manifest.jsonl"
     with open(manifest, "w", encoding="utf-8") as f:
@@ -114,7 +120,7 @@ def build_workload(sources: list[str], n: int, min_s: float, max_s: float, seed:
         languages[clip.language] = languages.get(clip.language, 0) + 1
     return {
         "manifest": str(manifest),
-        "sources": evalset.sources,
+        "sources": files,
         "n_clips": len(clips),
         "audio_seconds": sum(seconds),
         "seconds_min": seconds[0] if seconds else None,

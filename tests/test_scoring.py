@@ -84,7 +84,7 @@ def test_batches_respect_the_clip_and_padded_audio_budgets(tiny_model):
     seconds = [0.5, 0.5, 1.0, 1.0, 1.0, 2.0, 9.0]
     clips = [Clip("c", "t", audio=np.zeros(int(s * 16000), np.float32)) for s in seconds]
     scorer = ScoringEngine(ClapBackend(tiny_model), batch_size=3, batch_seconds=3.0)
-    batches = [[len(c.audio) / 16000 for c in b] for b in scorer._batches(clips)]
+    batches = [[len(c.audio) / 16000 for c in b] for b in scorer.batches(clips)]
     # <= 3 clips each, count x longest <= 3 s, and a clip over the budget still gets a batch.
     assert batches == [[0.5, 0.5, 1.0], [1.0, 1.0], [2.0], [9.0]]
 
@@ -94,8 +94,8 @@ def test_seed_pooling_scores_one_clip_per_batch_on_a_cpu():
     seed = random_model()
     seed.config = dataclasses.replace(seed.config, audio_pooling="seed")
     # Room for two padded 30 s clips, yet one per batch.
-    assert [len(b) for b in ScoringEngine(ClapBackend(seed), batch_size=16, batch_seconds=60.0)._batches(clips)] == [1, 1, 1]
-    assert [len(b) for b in ScoringEngine(ClapBackend(random_model()), batch_size=16, batch_seconds=60.0)._batches(clips)] == [3]
+    assert [len(b) for b in ScoringEngine(ClapBackend(seed), batch_size=16, batch_seconds=60.0).batches(clips)] == [1, 1, 1]
+    assert [len(b) for b in ScoringEngine(ClapBackend(random_model()), batch_size=16, batch_seconds=60.0).batches(clips)] == [3]
 
 
 def test_the_padded_audio_budget_defaults_by_device():

@@ -13,6 +13,8 @@ import pickle
 import sys
 from pathlib import Path
 
+from .config import AUDIO_PRECISIONS
+
 EXIT_CODES = """exit codes:
   0    everything asked for was done (every manifest row scored)
   1    the run finished but some rows failed: each is in the output with its error and the
@@ -24,6 +26,10 @@ MODEL_HELP = (
     "model directory, Hugging Face hub id, or random:<config> (a randomly initialised named "
     "architecture, seeded, for smoke tests: its scores mean nothing); default: the model shipped "
     "with the package"
+)
+AUDIO_PRECISION_HELP = (
+    "what the audio encoder's matrix products run in: auto (default: bfloat16 on a CPU with AMX, where it "
+    "is 1.6-1.9x faster with embeddings at cosine >= 0.999 to float32's; float32 elsewhere), float32, bfloat16"
 )
 
 # command -> (module, function adding its options, function running it, help)
@@ -44,14 +50,14 @@ class CommandError(Exception):
 # ----- helpers -----
 
 
-def load_cli_model(spec: str | None, device: str | None = None):
+def load_cli_model(spec: str | None, device: str | None = None, audio_precision: str = "auto"):
     """--model through the library's loader (:func:`voiceclap.model.load_model`)."""
     from .model import load_model
     from .runtime import quiet_transformers
 
     quiet_transformers()
     try:
-        return load_model(spec, device)
+        return load_model(spec, device, audio_precision)
     except FileNotFoundError as error:
         raise CommandError(str(error)) from None
 
@@ -74,7 +80,7 @@ def _backend(args: argparse.Namespace, device):
     from .scoring import ClapBackend, TeacherBackend
 
     if args.scorer == "clap":
-        return ClapBackend(load_cli_model(args.model, device))
+        return ClapBackend(load_cli_model(args.model, device, args.audio_precision))
     from .pretrained import TEACHER_CALIBRATION_PATH
     from .runtime import quiet_transformers
     from .teacher import WhisperTeacher
@@ -152,7 +158,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         texts = texts[:-1] if texts and texts[-1] == "" else texts  # the final newline ends a line
     else:
         texts = args.text
-    model = load_cli_model(args.model, args.device)
+    model = load_cli_model(args.model, args.device, args.audio_precision)
     chunks = []
     if args.audio:
         for start in range(0, len(args.audio), args.batch_size):
@@ -296,6 +302,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "transcript (slower, more accurate; needs each clip's language)",
     )
     score.add_argument("--model", help=MODEL_HELP + " (the clap scorer)")
+    score.add_argument("--audio-precision", choices=AUDIO_PRECISIONS, default="auto", help=AUDIO_PRECISION_HELP)
     score.add_argument("--teacher-calibration", help="the whisper scorer's score -> WER calibration (default: the shipped one)")
     score.add_argument("--device", help="torch device (default: cuda:<local rank> if available, else cpu)")
     score.set_defaults(func=cmd_score, parser=score)
@@ -314,6 +321,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     embed.add_argument("-o", "--output", required=True, help="output .npy file")
     embed.add_argument("--batch-size", type=_positive, default=16, help="inputs per model call (default: %(default)s)")
     embed.add_argument("--model", help=MODEL_HELP)
+    embed.add_argument("--audio-precision", choices=AUDIO_PRECISIONS, default="auto", help=AUDIO_PRECISION_HELP)
     embed.add_argument("--device", help="torch device (default: cpu)")
     embed.set_defaults(func=cmd_embed)
 

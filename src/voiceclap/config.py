@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+# What a loaded model's audio encoder computes in (voiceclap.model.audio_encoder_dtype): a choice
+# made when loading for inference, not part of the architecture, so not a ModelConfig field.
+AUDIO_PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModel, WhisperConfig, WhisperModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from . import audio as A
-from .config import ModelConfig, get_model_config
+from .config import AUDIO_PRECISIONS, ModelConfig, get_model_config
 from .heads import build_head
 from .runtime import limit_onednn_primitive_cache
 from .text import clean_text
@@ -194,6 +194,9 @@ class VoiceCLAP(nn.Module):
         checksums of the base encoders they belong with (the shipped default model does this); the
         tokenizer then comes from the text encoder's source too, like every untrained part.
         """
+        if self.audio.encoder_dtype != torch.float32:
+            raise ValueError("this model's audio encoder weights are rounded to "
+                             f"{self.audio.encoder_dtype}: save from one loaded with audio_precision='float32'")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
@@ -305,13 +308,36 @@ class VoiceCLAP(nn.Module):
                 "total": count(self),
             },
             "calibrated": self.calibration is not None,
+            "audio_precision": str(self.audio.encoder_dtype).removeprefix("torch."),
         }
 
 
-def load_model(spec: str | os.PathLike | None = None, device: str | torch.device | None = None) -> VoiceCLAP:
+def audio_encoder_dtype(precision: str, device: str | torch.device | None = None) -> torch.dtype:
+    """The dtype an ``audio_precision`` (one of config.AUDIO_PRECISIONS) means on ``device`` (default: CPU).
+
+    "auto" is bfloat16 on a CPU with AMX tiles, float32 anywhere else. With AMX, bfloat16 scored
+    1.6-1.9x the clips/s of float32 (whisper-base, 100 held-out clips) with joint embeddings at cosine
+    >= 0.9994 to float32's (benchmarks/audio_tower.py); without AMX oneDNN emulates bfloat16, 1.6x
+    (AVX512-BF16) to 12x (AVX2) slower than float32 per matrix product. On other devices "auto" leaves
+    float32 (not measured there)."""
+    if precision not in AUDIO_PRECISIONS:
+        raise ValueError(f"audio_precision must be one of {', '.join(AUDIO_PRECISIONS)}, not {precision!r}")
+    if precision != "auto":
+        return getattr(torch, precision)
+    on_cpu = torch.device(device or "cpu").type == "cpu"
+    # A private probe, guarded: a torch without it is taken to lack AMX.
+    has_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return torch.bfloat16 if on_cpu and has_amx else torch.float32
+
+
+def load_model(
+    spec: str | os.PathLike | None = None, device: str | torch.device | None = None, audio_precision: str = "auto"
+) -> VoiceCLAP:
     """A model directory, a Hugging Face hub id, ``random:<config>`` (a named architecture with random,
     seeded heads, for smoke tests: its scores mean nothing), or (None) the default model shipped
-    with the package; in eval mode, on ``device`` when given."""
+    with the package; in eval mode, on ``device`` when given, its audio encoder running in
+    ``audio_precision`` (:func:`audio_encoder_dtype`; a model for inference, which cannot be saved
+    unless float32)."""
     from .pretrained import default_model_path
 
     limit_onednn_primitive_cache()
@@ -332,5 +358,6 @@ def load_model(spec: str | os.PathLike | None = None, device: str | torch.device
         if not path.exists() and not HUB_ID.match(str(spec)):
             raise FileNotFoundError(f"no model directory {str(spec)!r} (and it is not a hub id like org/name)")
         model = VoiceCLAP.from_pretrained(spec)
+    model.audio.set_encoder_dtype(audio_encoder_dtype(audio_precision, device))
     model.eval()
     return model.to(device) if device else model

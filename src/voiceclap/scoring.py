@@ -265,7 +265,7 @@ class ScoringEngine:
     def _score_window(self, clips: list[Clip]) -> Iterator[list[dict]]:
         clips.sort(key=lambda c: len(c.audio))
         self.backend.prepare({c.text for c in clips})
-        for batch in self._batches(clips):
+        for batch in self.batches(clips):
             try:
                 yield self._score_batch(batch)
             except Exception as error:  # noqa: BLE001 - a model failure on one batch must not end the run
@@ -276,7 +276,7 @@ class ScoringEngine:
                     for clip in batch:
                         yield from self._score_window([clip])
 
-    def _batches(self, clips: list[Clip]) -> Iterator[list[Clip]]:
+    def batches(self, clips: list[Clip]) -> Iterator[list[Clip]]:
         """Consecutive runs of length-sorted clips within both the clip and the padded-audio budget."""
         max_samples = int(self.backend.max_seconds * A.SAMPLE_RATE)
         padded = self.backend.padded_seconds

@@ -11,10 +11,14 @@ The full model is ``back(front(batch))`` (cut at the top); a partly frozen tower
 without gradients and trains ``back``; a feature cache stores ``front``'s output and training runs
 ``back`` on it. Padding never changes a clip's result: padded frames and tokens are masked as
 attention keys and in every mean.
+
+The audio encoder's matrix products may run in bfloat16 (:meth:`AudioTower.set_encoder_dtype`), a
+choice made when a model is loaded for inference (:func:`voiceclap.model.load_model`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -76,6 +80,27 @@ class AudioTower(nn.Module):
         self.encoder = encoder
         self.head = head
         self.pooling = pooling
+        self.encoder_dtype = torch.float32
+
+    def set_encoder_dtype(self, dtype: torch.dtype) -> None:
+        """Run the encoder's convolutions and linear layers in ``dtype`` (their weights are stored in it,
+        rounded once), under autocast; layer norms, the residual stream, the finish and the head stay
+        float32. One way only: float32 weights cannot be had back from rounded ones."""
+        if dtype == self.encoder_dtype:
+            return
+        if self.encoder_dtype != torch.float32:
+            raise ValueError(f"the audio encoder already runs in {self.encoder_dtype}: load the model again")
+        for module in self.encoder.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d)):
+                module.to(dtype)
+        self.encoder_dtype = dtype
+
+    def _encoder_precision(self, device: torch.device) -> contextlib.AbstractContextManager:
+        # No autocast context at all in float32: a disabled one would switch off a caller's own
+        # autocast (a GPU run in bf16 wraps the whole model in one).
+        if self.encoder_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.encoder_dtype)
 
     @property
     def n_layers(self) -> int:
@@ -116,7 +141,8 @@ class AudioTower(nn.Module):
     def encoder_states(self, batch: AudioBatch, stop: int | None = None) -> Features:
         """The encoder's states after layer ``stop`` (default: all), 50 frames per second, unfinished:
         with ``encoder.layer_norm`` applied, what Whisper's decoder attends to."""
-        return self._layers(self._stem(batch), 0, self.n_layers if stop is None else stop)
+        with self._encoder_precision(batch.mel.device):
+            return self._layers(self._stem(batch), 0, self.n_layers if stop is None else stop)
 
     def front(self, batch: AudioBatch, stop: int | None = None) -> Features:
         """States after layer ``stop`` (default: all layers, finished: 25 frames per second)."""
@@ -128,7 +154,9 @@ class AudioTower(nn.Module):
         """The rest of the tower from states after layer ``start`` -> un-normalized [B, joint_dim]."""
         start = self.n_layers if start is None else start
         if start < self.n_layers:
-            features = self.finish(self._layers(features, start, self.n_layers))
+            with self._encoder_precision(features.values.device):
+                features = self._layers(features, start, self.n_layers)
+            features = self.finish(features)
         return self.head(features.values, features.mask)
 
     def forward(self, batch: AudioBatch) -> torch.Tensor:

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from voiceclap.cli import AUDIO_PRECISION_HELP
+from voiceclap.config import AUDIO_PRECISIONS
+
 __all__ = ["DESCRIPTION", "EPILOG", "add_eval_arguments", "build_parser", "eval_from_args"]
 
 DESCRIPTION = """\
@@ -69,6 +72,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument(
         "--model", help="clap scorer's model: a directory, hub id or random:<config> (default: the shipped model)"
     )
+    parser.add_argument("--audio-precision", choices=AUDIO_PRECISIONS, default="auto", help=AUDIO_PRECISION_HELP)
     parser.add_argument("--scorers", type=_scorer_list, default=["clap"], help="comma-separated (default clap)")
     for role, what in (
         ("heldout", "transcribed speech"),
@@ -151,7 +155,7 @@ def _scorers(args: argparse.Namespace, device: str, progress: bool):
     scorers, model = {}, None
     for name in args.scorers:
         if name == "clap":
-            model = load_model(args.model, device)
+            model = load_model(args.model, device, args.audio_precision)
             # Where a fitted calibration is stored with the model: its local directory, if it has one.
             model_dir = None
             if args.model is None:

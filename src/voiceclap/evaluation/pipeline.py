@@ -41,7 +41,7 @@ class EvalOptions:
 
 def _model_summary(model: VoiceCLAP | None, source: str) -> dict[str, Any]:
     if model is None:
-        return {"source": source, "config": None, "parameters": 0, "calibrated": False}
+        return {"source": source, "config": None, "parameters": 0, "calibrated": False, "audio_precision": None}
     described = model.describe()
     return {
         "source": source,
@@ -49,6 +49,7 @@ def _model_summary(model: VoiceCLAP | None, source: str) -> dict[str, Any]:
         "parameters": described["parameters"]["total"],
         "parameter_counts": described["parameters"],
         "calibrated": described["calibrated"],
+        "audio_precision": described["audio_precision"],
     }
 
 

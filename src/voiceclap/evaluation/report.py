@@ -190,7 +190,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# VoiceCLAP evaluation report",
         "",
-        f"- model: `{model['source']}` (config `{model['config']}`, {model['parameters']:,} parameters)",
+        f"- model: `{model['source']}` (config `{model['config']}`, {model['parameters']:,} parameters"
+        + (f", audio encoder in {model['audio_precision']})" if model.get("audio_precision") else ")"),
         f"- scorers: {', '.join(report['scorers'])}",
         f"- created: {report['created']}",
         f"- command: `{report['command']}`",
