@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speed import DEFAULT_DATA, machine_info, sample_clips  # noqa: E402 - the sibling benchmark's workload
+from speed import DEFAULT_DATA, machine_info, sample_clips  # the sibling benchmark's workload
 
 ENGINES = ("float32", "bfloat16", "int8-dynamic", "ct2-int8", "ct2-float32")
 DEFAULT_MODELS = ("default", "random:whisper-base-tokens")

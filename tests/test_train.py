@@ -278,6 +278,22 @@ def test_feature_cache_equals_the_full_forward(corpus, tmp_path, audio_from, tex
     torch.testing.assert_close(a_half, a_full, rtol=0, atol=2e-2)
 
 
+def test_bfloat16_feature_cache_stays_close_to_float32(corpus, tmp_path):
+    towers = towers_for(2, 2)
+    shards = expand_sources(corpus)
+    vocabularies = build_vocabularies(read_clips(shards, with_audio=False), 100)
+    clips = list(read_clips(shards))[:8]
+    common = {"signature": {"dtype": "float32"}, "vocabularies": vocabularies, "stored": 0, "num_negatives": 2,
+              "seed": 0, "chunk_size": 8, "progress": False}
+    exact = build_feature_cache(towers, clips, tmp_path / "f32", **common).attach(towers).batch(range(8))
+    rounded = build_feature_cache(towers, clips, tmp_path / "bf16", audio_dtype=torch.bfloat16,
+                                  **common).attach(towers).batch(range(8))
+    assert exact.ids == rounded.ids and torch.equal(exact.audio.mask, rounded.audio.mask)
+    assert not torch.equal(exact.audio.values, rounded.audio.values)
+    cosine = torch.nn.functional.cosine_similarity(exact.audio.values, rounded.audio.values, dim=-1)
+    assert cosine[exact.audio.mask].min() > 0.99
+
+
 def test_texts_are_cached_as_strings_when_no_text_layer_is_frozen(corpus, tmp_path):
     towers = towers_for(2, 0)  # the whole text encoder trains from its (frozen) embeddings up
     shards = expand_sources(corpus)

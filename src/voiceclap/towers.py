@@ -69,6 +69,13 @@ class Features:
         return cls(values, torch.arange(values.shape[1], device=values.device)[None, :] < lengths[:, None])
 
 
+def encoder_autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` for the encoder's matrix products (layer norms and the residual stream stay
+    float32). In float32 no context at all: a disabled one would switch off a caller's own autocast (a
+    GPU run in bf16 wraps the whole model in one)."""
+    return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
+
+
 class AudioTower(nn.Module):
     """Whisper encoder (conv stem, layers, then average-pool by 2 and ln_post) -> head.
 
@@ -96,11 +103,7 @@ class AudioTower(nn.Module):
         self.encoder_dtype = dtype
 
     def _encoder_precision(self, device: torch.device) -> contextlib.AbstractContextManager:
-        # No autocast context at all in float32: a disabled one would switch off a caller's own
-        # autocast (a GPU run in bf16 wraps the whole model in one).
-        if self.encoder_dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=self.encoder_dtype)
+        return encoder_autocast(device, self.encoder_dtype)
 
     @property
     def n_layers(self) -> int:

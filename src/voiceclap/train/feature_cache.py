@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from voiceclap.clips import Clip
 from voiceclap.model import state_dict_fingerprint
-from voiceclap.towers import Features, TextBatch
+from voiceclap.towers import Features, TextBatch, encoder_autocast
 from voiceclap.train.data import TrainBatch, bucketed_batches, make_example, stable_seed
 from voiceclap.train.towers import TrainableTowers
 
@@ -147,7 +147,7 @@ class _TextTable:
 
 def _frozen_chunk(
     towers: TrainableTowers, examples: list[Clip], table: _TextTable, batch_size: int, dtype: torch.dtype,
-    teacher: TeacherLabels | None, first_position: int,
+    teacher: TeacherLabels | None, first_position: int, audio_dtype: torch.dtype,
 ) -> dict:
     """The frozen forward of one chunk, whose first clip is the cache's ``first_position``-th: inputs
     sorted by length so that batches carry little padding."""
@@ -159,10 +159,12 @@ def _frozen_chunk(
         rows = order[start : start + batch_size]
         batch = model.prepare_audio([examples[i].audio for i in rows]).to(model.device)
         if teacher is None:
-            features = towers.frozen_audio(batch)
+            with encoder_autocast(model.device, audio_dtype):
+                features = towers.frozen_audio(batch)
         else:  # the teacher needs the 50-per-second states before the tower's finish
-            states = model.audio.encoder_states(batch)
-            features = model.audio.finish(states)
+            with encoder_autocast(model.device, audio_dtype):
+                states = model.audio.encoder_states(batch)
+                features = model.audio.finish(states)
             for i, values, mask in zip(rows, states.values, states.mask):
                 if first_position + i < teacher.max_clips:
                     labels[i] = torch.from_numpy(teacher.scores(values[mask], examples[i]))
@@ -195,6 +197,7 @@ def build_feature_cache(
     batch_size: int = 16,
     max_clips: int | None = None,
     teacher: TeacherLabels | None = None,
+    audio_dtype: torch.dtype = torch.float32,
     progress: bool = True,
 ) -> FeatureCache:
     """Run the frozen parts over ``clips`` (in their given, deterministic order) into ``directory``,
@@ -234,7 +237,7 @@ def build_feature_cache(
         nonlocal built
         new_texts = table.add(t for e in pending for t in (e.text, *(c.text for c in e.candidates)))
         with torch.inference_mode():
-            tensors = _frozen_chunk(towers, pending, table, batch_size, dtype, teacher, done + built)
+            tensors = _frozen_chunk(towers, pending, table, batch_size, dtype, teacher, done + built, audio_dtype)
         name = f"chunk-{len(index['chunks']):05d}.safetensors"
         metadata = {
             "ids": json.dumps([e.id for e in pending]),

@@ -30,7 +30,7 @@ from voiceclap import protocol
 from voiceclap.clips import Clip, expand_sources, read_clips
 from voiceclap.evaluation.scorers import AUDIO_BATCH, TEXT_BATCH
 from voiceclap.evaluation.sets import load_eval_set
-from voiceclap.model import VoiceCLAP
+from voiceclap.model import VoiceCLAP, audio_encoder_dtype
 from voiceclap.runtime import limit_onednn_primitive_cache
 from voiceclap.towers import Features
 from voiceclap.train import checkpoint as ckpt
@@ -97,8 +97,9 @@ def prepare_data(config: TrainConfig, towers: TrainableTowers, vocabularies: dic
             towers, train_sources, digest, data.stored_candidates, data.num_negatives, seed, config.cache.dtype,
             teacher=teacher.signature() if teacher else None,
         )
+        audio_dtype = audio_encoder_dtype(config.cache.audio_precision, towers.model.device)
         signature.update(heldout_permille=data.heldout_permille, max_clips=config.cache.max_train_clips,
-                         exclude_speakers=data.exclude_speakers)
+                         exclude_speakers=data.exclude_speakers, audio_precision=str(audio_dtype))
         if info.is_main:  # the other ranks wait: the clip cache and the text table are built once
             clips = trainable(heldout_filter(read_clips(train_sources), data.heldout_permille, keep_heldout=False),
                               data.exclude_speakers)
@@ -106,7 +107,8 @@ def prepare_data(config: TrainConfig, towers: TrainableTowers, vocabularies: dic
                 towers, clips, root / "train", signature=signature, vocabularies=vocabularies,
                 stored=data.stored_candidates, num_negatives=data.num_negatives, seed=seed,
                 chunk_size=config.cache.chunk_size, batch_size=config.cache.batch_size,
-                max_clips=config.cache.max_train_clips, teacher=teacher, progress=config.run.progress,
+                max_clips=config.cache.max_train_clips, teacher=teacher, audio_dtype=audio_dtype,
+                progress=config.run.progress,
             ).attach(towers, progress=config.run.progress)
         distributed.barrier()
         cache = FeatureCache(root / "train").attach(towers, progress=False)
