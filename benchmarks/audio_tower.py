@@ -40,16 +40,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from voiceclap.evaluation.asr_baseline import DEFAULT_ASR_MODEL
+
 sys.path.insert(0, str(Path(__file__).parent))
-from speed import DEFAULT_DATA, machine_info, sample_clips  # the sibling benchmark's workload
+# the sibling benchmark's workload and CTranslate2 encoder
+from speed import DEFAULT_DATA, ct2_encode, ct2_whisper, machine_info, sample_clips
 
 ENGINES = ("float32", "bfloat16", "int8-dynamic", "ct2-int8", "ct2-float32")
 DEFAULT_MODELS = ("default", "random:whisper-base-tokens")
-DEFAULT_CT2_MODEL = "offline:whisper-base-ct2"
 
 
 def _batching(value: str) -> tuple[int, float]:
@@ -62,20 +63,17 @@ def torch_engine(model, tower):
     return lambda waveforms: tower.front(model.prepare_audio(waveforms))
 
 
-def ct2_engine(model, ct2_dir: str, compute_type: str, threads: int):
+def ct2_engine(model, ct2_source: str, compute_type: str, threads: int):
     """Each clip alone through CTranslate2's encoder, then the approximate finish (module docstring)."""
-    import ctranslate2
-
     from voiceclap.towers import Features
 
-    whisper = ctranslate2.models.Whisper(ct2_dir, device="cpu", compute_type=compute_type, intra_threads=threads)
+    whisper = ct2_whisper(ct2_source, compute_type, threads)
     norm = model.audio.encoder.layer_norm
 
     def run(waveforms):
         rows = []
         for waveform in waveforms:
-            mel = model.prepare_audio([waveform]).mel.numpy()
-            normed = torch.from_numpy(np.array(whisper.encode(ctranslate2.StorageView.from_array(mel), to_cpu=True)))
+            normed = torch.from_numpy(ct2_encode(whisper, model.prepare_audio([waveform]).mel.numpy()))
             standardized = (normed - norm.bias) / norm.weight
             rows.append(norm(F.avg_pool1d(standardized.transpose(1, 2), 2, 2).transpose(1, 2))[0])
         return Features.from_rows(rows)
@@ -83,7 +81,7 @@ def ct2_engine(model, ct2_dir: str, compute_type: str, threads: int):
     return run
 
 
-def build_engines(names, model, ct2_dir: str, threads: int) -> dict:
+def build_engines(names, model, ct2_source: str, threads: int) -> dict:
     from voiceclap.towers import AudioTower
 
     engines = {}
@@ -100,7 +98,7 @@ def build_engines(names, model, ct2_dir: str, threads: int) -> dict:
             encoder = quantize_dynamic(copy.deepcopy(model.audio.encoder), {torch.nn.Linear}, dtype=torch.qint8)
             engines[name] = torch_engine(model, AudioTower(encoder, model.audio.head, model.audio.pooling))
         else:
-            engines[name] = ct2_engine(model, ct2_dir, name.removeprefix("ct2-"), threads)
+            engines[name] = ct2_engine(model, ct2_source, name.removeprefix("ct2-"), threads)
     return engines
 
 
@@ -132,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batchings", default="16x60", type=lambda v: [_batching(b) for b in v.split(",")],
                         help="comma-separated CLIPSxSECONDS batch budgets for the torch engines (default 16x60, the "
                              "scoring engine's on a CPU)")
-    parser.add_argument("--ct2-model", default=DEFAULT_CT2_MODEL, help="CTranslate2 Whisper directory or offline: source")
+    parser.add_argument("--ct2-model", default=DEFAULT_ASR_MODEL, help="CTranslate2 Whisper directory or offline: source")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default="runs/audio-tower")
@@ -143,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from voiceclap.model import load_model
     from voiceclap.scoring import ClapBackend, ScoringEngine
-    from voiceclap.weights import resolve_encoder_source
 
     torch.set_num_threads(args.threads)
     clips, files = sample_clips(args.data, args.clips, args.min_seconds, args.max_seconds, seed=0)
@@ -154,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, tensor in other.audio.encoder.state_dict().items():
             if not torch.equal(tensor, model.audio.encoder.state_dict()[name]):
                 parser.error(f"{spec}'s audio encoder differs from the first model's ({name})")
-    engines = build_engines(engine_names, model, resolve_encoder_source(args.ct2_model), args.threads)
+    engines = build_engines(engine_names, model, args.ct2_model, args.threads)
     batchings = {b: [[clips.index(c) for c in batch] for batch in ScoringEngine(
         ClapBackend(model), batch_size=b[0], batch_seconds=b[1]).batches(sorted(clips, key=lambda c: len(c.audio)))]
         for b in args.batchings}

@@ -1,4 +1,5 @@
-"""Scoring speed: VoiceCLAP against the ASR-WER pipeline it replaces, on the same clips, in one run.
+"""Scoring speed: VoiceCLAP against the ASR-WER pipeline it replaces and against the encoder-only
+bound, on the same clips, in one run.
 
 Workload: N held-out clips (default 200, mixed languages, --min-seconds..--max-seconds long), sampled
 by a seeded hash of their ids from shards or a manifest (read by voiceclap.evaluation.data), decoded
@@ -13,6 +14,10 @@ Methods, each run through the project's own code path, as a user runs it:
                      on the first CARD_STACK_CLIPS clips: each pair alone, as open_clip's CLAP
                      scores it (decode, one batch-1 30 s audio-tower pass, one text-tower pass,
                      cosine); the median seconds per clip is `card_stack_s`
+  encoder-ct2-int8   the encoder-only bound: CTranslate2's Whisper base encoder (--asr-model's weights)
+                     in int8 on each clip's log-mel at the clip's own length (voiceclap.audio's, padded
+                     as masked pooling pads it; no 30 s padding), one clip per call (CTranslate2 takes no
+                     padding mask), nothing after the encoder: the physical limit of a Whisper-base scorer
   asr-<type>-beam<b> voiceclap.evaluation.asr_baseline: faster-whisper Whisper base, the language
                      given, for each --asr-compute-types x --asr-beams, then jiwer WER against the text
 
@@ -25,7 +30,13 @@ whose child would inherit the parent's resident memory in its peak), which measu
                   in the JSON is the part taken right after the imports)
 --runs repetitions (default 3), methods interleaved within a repetition so that a change in the
 machine's load hits them alike; the median of each figure is reported, with the load average.
-Ratios VoiceCLAP / ASR-WER are given for every ASR configuration and for the fastest.
+Ratios VoiceCLAP / ASR-WER are given for every ASR configuration and for the fastest, and VoiceCLAP /
+encoder bound beside them. Threads (--threads) are the same for all: torch's for VoiceCLAP and for the
+bound's log-mel, CTranslate2's intra-op threads for the bound and for faster-whisper.
+
+Targets (CPU, default model): issue 17's, VoiceCLAP masked >= TARGET_SPEEDUP (40) x the clips/s of the
+fastest ASR-WER configuration and within TARGET_BOUND_WITHIN (1.2) x the encoder bound's clips/s
+(ratio >= 0.83); issue 7's, peak RSS <= 1.5 GB and seed pooling no slower than the card's stack.
 
 --train-throughput CONFIG adds the samples/s of a training recipe's steps on its feature cache: it
 runs voiceclap.train for --train-steps steps in a scratch folder on the cache the recipe already
@@ -68,12 +79,17 @@ from pathlib import Path
 
 DEFAULT_DATA = "data/corpus/synthetic/heldout/shard-*.tar"
 DEFAULT_TRANSCRIBER = "voiceclap.evaluation.asr_baseline:FasterWhisperTranscriber"
-METHOD_KINDS = ("masked", "seed", "asr")
+METHOD_KINDS = ("masked", "seed", "encoder", "asr")
+ENCODER_COMPUTE_TYPE = "int8"  # the encoder-only bound's CTranslate2 compute type
+KIND_NAMES = {"voiceclap": "VoiceCLAP", "encoder": "the encoder bound", "asr": "ASR-WER"}
 FIGURES = ("clips_per_s", "audio_seconds_per_s", "first_call_s", "peak_rss_mib", "imports_rss_mib", "peak_gpu_mib",
            "card_stack_s")
 CARD_STACK_CLIPS = 20
-# Issue 7's CPU targets for the default (masked) model.
-TARGET_SPEEDUP = 10.0
+# CPU targets for the default (masked) model. Issue 17: clips/s at least TARGET_SPEEDUP times the
+# fastest ASR-WER configuration's, and within TARGET_BOUND_WITHIN times the encoder-only bound's.
+TARGET_SPEEDUP = 40.0
+TARGET_BOUND_WITHIN = 1.2
+# Issue 7: peak RSS when scoring.
 TARGET_PEAK_BYTES = 1.5e9
 MIB = 2**20
 CHILD_FLAG = "--child"  # argv of a measuring process: its spec comes on stdin
@@ -215,6 +231,68 @@ def _card_stack_seconds(model, clips, autocast) -> float:
     return statistics.median(times)
 
 
+def clip_log_mel(waveform, n_mels: int):
+    """Whisper's log-mel of one 16 kHz clip at its own length, [n_mels, frames] float32 numpy: cut at
+    30 s and padded to a whole number of pooled frames, as VoiceCLAP.prepare_audio does in masked pooling."""
+    import numpy as np
+
+    from voiceclap import audio as A
+
+    waveform = np.asarray(waveform, dtype=np.float32)[: A.N_SAMPLES]
+    padded = A.pad_or_trim(waveform, -(-len(waveform) // A.SAMPLES_PER_POOLED_FRAME) * A.SAMPLES_PER_POOLED_FRAME)
+    return A.log_mel_spectrogram(padded, n_mels).numpy()
+
+
+def ct2_whisper(source: str, compute_type: str, threads: int, device: str = "cpu"):
+    """CTranslate2's Whisper from a model directory or an ``offline:`` source (voiceclap.weights)."""
+    import ctranslate2
+
+    from voiceclap.weights import resolve_encoder_source
+
+    return ctranslate2.models.Whisper(resolve_encoder_source(source), device=device, compute_type=compute_type,
+                                      intra_threads=threads)
+
+
+def ct2_encode(whisper, mel):
+    """Whisper's encoder on log-mels [batch, n_mels, frames] of one length (CTranslate2 takes no padding
+    mask): the states after its final layer norm, [batch, frames // 2, width], a float32 numpy array."""
+    import ctranslate2
+    import numpy as np
+
+    features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
+    return np.array(whisper.encode(features, to_cpu=True))
+
+
+def _encode_ct2(spec: dict, start: float) -> dict:
+    """The encoder-only bound: decode, log-mel at clip length, CTranslate2's encoder; one clip per call."""
+    from voiceclap.clips import decode_clip
+    from voiceclap.evaluation.sets import load_eval_set
+    from voiceclap.manifest import read_manifest
+    from voiceclap.runtime import configure_threads
+
+    imports_rss = _peak_rss_mib()
+    configure_threads(threads=spec["threads"])  # the log-mel's STFT runs in torch
+    whisper = ct2_whisper(spec["ct2_model"], spec["compute_type"], spec["threads"], spec["device"])
+    first = decode_clip(read_manifest(spec["manifest"]).clips[0])
+    ct2_encode(whisper, clip_log_mel(first.audio, whisper.n_mels)[None])
+    first_call = time.perf_counter() - start
+
+    began = time.perf_counter()
+    clips = load_eval_set(spec["manifest"], progress=False).clips  # decoding is part of the pipeline
+    frames = sum(ct2_encode(whisper, clip_log_mel(c.audio, whisper.n_mels)[None]).shape[1] for c in clips)
+    wall = time.perf_counter() - began
+    return {
+        "first_call_s": first_call,
+        "wall_s": wall,
+        "clips": len(clips),
+        "failed": 0,
+        "audio_seconds": sum(c.seconds for c in clips),
+        "imports_rss_mib": imports_rss,
+        "peak_gpu_mib": None,  # CTranslate2 does not report it
+        "encoder_frames": frames,
+    }
+
+
 def _import_object(path: str):
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -310,7 +388,8 @@ def run_child(spec: dict) -> dict:
     start = time.perf_counter()
     if spec["kind"] == "train":
         return _train_steps(spec)
-    result = (_transcribe_asr if spec["kind"] == "asr" else _score_voiceclap)(spec, start)
+    measure = {"voiceclap": _score_voiceclap, "encoder": _encode_ct2, "asr": _transcribe_asr}[spec["kind"]]
+    result = measure(spec, start)
     result["peak_rss_mib"] = _peak_rss_mib()
     result["clips_per_s"] = result["clips"] / result["wall_s"]
     result["audio_seconds_per_s"] = result["audio_seconds"] / result["wall_s"]
@@ -361,6 +440,11 @@ def method_specs(args: argparse.Namespace, manifest: str) -> list[dict]:
                 "model": args.model, "batch_size": args.batch_size, "batch_seconds": args.batch_seconds,
                 "decode_workers": args.decode_workers,
             })
+    if "encoder" in args.methods:
+        specs.append({
+            **common, "name": f"encoder-ct2-{ENCODER_COMPUTE_TYPE}", "kind": "encoder",
+            "compute_type": ENCODER_COMPUTE_TYPE, "ct2_model": args.asr_model,
+        })
     if "asr" in args.methods:
         for compute_type in args.asr_compute_types:
             for beam in args.asr_beams:
@@ -374,6 +458,8 @@ def method_specs(args: argparse.Namespace, manifest: str) -> list[dict]:
 def label(method: dict) -> str:
     if method["kind"] == "voiceclap":
         return "VoiceCLAP masked" if method["pooling"] == "masked" else "VoiceCLAP seed (30 s padding)"
+    if method["kind"] == "encoder":
+        return f"Encoder bound: CTranslate2 {method['compute_type']}, clip length"
     return f"ASR-WER {method['compute_type']}, beam {method['beam_size']}"
 
 
@@ -384,38 +470,46 @@ def medians(runs: list[dict]) -> dict | None:
     return {k: statistics.median(r[k] for r in good) for k in FIGURES if good[0].get(k) is not None}
 
 
+def _over(ours: dict, theirs: dict) -> dict:
+    return {figure: ours["median"][figure] / theirs["median"][figure]
+            for figure in ("clips_per_s", "peak_rss_mib", "first_call_s")}
+
+
 def ratios(methods: list[dict]) -> dict:
-    """VoiceCLAP / ASR-WER for each pair that has figures: clips/s (above 1: VoiceCLAP faster),
-    peak RSS and first call (below 1: VoiceCLAP smaller, quicker)."""
+    """VoiceCLAP / ASR-WER for each pair that has figures (``pairs``, and ``fastest_asr`` named), and
+    VoiceCLAP / the encoder-only bound (``to_bound``): clips/s (above 1: VoiceCLAP faster), peak RSS
+    and first call (below 1: VoiceCLAP smaller, quicker)."""
     measured = [m for m in methods if m["median"] is not None]
+    ours = [m for m in measured if m["kind"] == "voiceclap"]
+    out: dict = {}
     asr = [m for m in measured if m["kind"] == "asr"]
-    if not asr:
-        return {}
-    fastest = max(asr, key=lambda m: m["median"]["clips_per_s"])
-    out: dict = {"fastest_asr": fastest["name"], "pairs": {}}
-    for ours in (m for m in measured if m["kind"] == "voiceclap"):
-        out["pairs"][ours["name"]] = {
-            theirs["name"]: {
-                figure: ours["median"][figure] / theirs["median"][figure]
-                for figure in ("clips_per_s", "peak_rss_mib", "first_call_s")
-            }
-            for theirs in asr
-        }
+    if asr:
+        fastest = max(asr, key=lambda m: m["median"]["clips_per_s"])
+        out["fastest_asr"] = fastest["name"]
+        out["pairs"] = {o["name"]: {theirs["name"]: _over(o, theirs) for theirs in asr} for o in ours}
+    bound = next((m for m in measured if m["kind"] == "encoder"), None)
+    if bound is not None:
+        out["encoder_bound"] = bound["name"]
+        out["to_bound"] = {o["name"]: _over(o, bound) for o in ours}
     return out
 
 
 def targets(methods: list[dict], ratio: dict) -> dict:
-    """Issue 7's CPU targets, those the measured methods allow to check."""
+    """The CPU targets (issue 17's speed, issue 7's memory and seed pooling) the measured methods allow to check."""
     found = {m["name"]: m["median"] for m in methods if m["median"]}
     goal: dict = {}
     masked = found.get("voiceclap-masked")
-    if masked is not None and ratio:
-        speedup = ratio["pairs"]["voiceclap-masked"][ratio["fastest_asr"]]["clips_per_s"]
+    if masked is not None:
+        if "voiceclap-masked" in ratio.get("pairs", {}):
+            speedup = ratio["pairs"]["voiceclap-masked"][ratio["fastest_asr"]]["clips_per_s"]
+            goal.update(speedup_vs_fastest_asr=speedup, speedup_target=TARGET_SPEEDUP,
+                        speedup_met=speedup >= TARGET_SPEEDUP)
+        if "voiceclap-masked" in ratio.get("to_bound", {}):
+            fraction = ratio["to_bound"]["voiceclap-masked"]["clips_per_s"]
+            goal.update(fraction_of_encoder_bound=fraction, encoder_bound_target=1 / TARGET_BOUND_WITHIN,
+                        encoder_bound_met=fraction >= 1 / TARGET_BOUND_WITHIN)
         peak = masked["peak_rss_mib"] * MIB
-        goal.update(
-            speedup_vs_fastest_asr=speedup, speedup_target=TARGET_SPEEDUP, speedup_met=speedup >= TARGET_SPEEDUP,
-            peak_rss_bytes=peak, peak_rss_target_bytes=TARGET_PEAK_BYTES, peak_rss_met=peak <= TARGET_PEAK_BYTES,
-        )
+        goal.update(peak_rss_bytes=peak, peak_rss_target_bytes=TARGET_PEAK_BYTES, peak_rss_met=peak <= TARGET_PEAK_BYTES)
     seed = found.get("voiceclap-seed")
     if seed is not None and seed.get("card_stack_s") is not None:
         per_clip = 1.0 / seed["clips_per_s"]
@@ -529,10 +623,9 @@ def render_markdown(report: dict) -> str:
         lines.append(f"\nA run of {label(m)} failed: {r['error']}")
 
     ratio = report["ratios"]
+    by_name = {m["name"]: m for m in methods}
     if ratio.get("pairs"):
-        by_name = {m["name"]: m for m in methods}
         asr_names = [m["name"] for m in methods if m["kind"] == "asr" and m["median"] is not None]
-        fastest = ratio["fastest_asr"]
         lines += [
             "",
             "## VoiceCLAP / ASR-WER",
@@ -548,41 +641,65 @@ def render_markdown(report: dict) -> str:
         for ours, pairs in ratio["pairs"].items():
             cells = " | ".join(f"{pairs[n]['clips_per_s']:.1f}x" for n in asr_names)
             lines.append(f"| {label(by_name[ours])} | {cells} |")
+    summary = {ours: None for ours in (*ratio.get("pairs", {}), *ratio.get("to_bound", {}))}
+    if summary:
+        fastest, bound = ratio.get("fastest_asr"), ratio.get("encoder_bound")
+        against = []
+        if fastest:
+            against.append(f"the fastest ASR-WER configuration ({label(by_name[fastest]).removeprefix('ASR-WER ')})")
+        if bound:
+            against.append(
+                f"the encoder-only bound (CTranslate2 {by_name[bound]['compute_type']} Whisper base encoder at clip "
+                "length, nothing after it; issue 17 asks for >= 0.83, within 1.2x)"
+            )
         lines += [
             "",
-            f"Against the fastest ASR-WER configuration ({label(by_name[fastest]).removeprefix('ASR-WER ')}):",
+            "## VoiceCLAP / fastest ASR-WER and encoder bound",
             "",
-            "| VoiceCLAP | clips/s | peak RSS | first call |",
-            "|---|---:|---:|---:|",
+            f"Against {' and '.join(against)}:",
+            "",
+            "| VoiceCLAP | clips/s vs fastest ASR-WER | peak RSS vs it | first call vs it | clips/s vs encoder bound |",
+            "|---|---:|---:|---:|---:|",
         ]
-        for ours, pairs in ratio["pairs"].items():
-            r = pairs[fastest]
-            cells = f"{r['clips_per_s']:.1f}x | {r['peak_rss_mib']:.2f}x | {r['first_call_s']:.2f}x"
-            lines.append(f"| {label(by_name[ours])} | {cells} |")
+        for ours in summary:
+            r = ratio.get("pairs", {}).get(ours, {}).get(fastest)
+            asr_cells = (f"{r['clips_per_s']:.1f}x | {r['peak_rss_mib']:.2f}x | {r['first_call_s']:.2f}x"
+                         if r else "- | - | -")
+            b = ratio.get("to_bound", {}).get(ours)
+            bound_cell = f"{b['clips_per_s']:.2f}" if b else "-"
+            lines.append(f"| {label(by_name[ours])} | {asr_cells} | {bound_cell} |")
 
     goal = report["targets"]
     if goal and settings["device"] == "cpu":
         met = {True: "met", False: "NOT met"}
-        lines += ["", "## Targets (issue 7, CPU)", ""]
+        lines += ["", "## Targets (CPU)", ""]
         if "speedup_met" in goal:
-            lines += [
-                (
-                    f"- VoiceCLAP masked >= {goal['speedup_target']:.0f}x the clips/s of the fastest ASR-WER "
-                    f"configuration: {goal['speedup_vs_fastest_asr']:.1f}x, {met[goal['speedup_met']]}"
-                ),
-                f"- peak memory when scoring <= 1.5 GB: {goal['peak_rss_bytes'] / 1e9:.2f} GB, {met[goal['peak_rss_met']]}",
-            ]
+            lines.append(
+                f"- issue 17: VoiceCLAP masked >= {goal['speedup_target']:.0f}x the clips/s of the fastest ASR-WER "
+                f"configuration: {goal['speedup_vs_fastest_asr']:.1f}x, {met[goal['speedup_met']]}"
+            )
+        if "encoder_bound_met" in goal:
+            lines.append(
+                f"- issue 17: VoiceCLAP masked within {TARGET_BOUND_WITHIN:g}x of the encoder-only bound's clips/s "
+                f"(ratio >= {goal['encoder_bound_target']:.2f}): {goal['fraction_of_encoder_bound']:.2f}, "
+                f"{met[goal['encoder_bound_met']]}"
+            )
+        if "peak_rss_met" in goal:
+            lines.append(
+                f"- issue 7: peak memory when scoring <= {goal['peak_rss_target_bytes'] / 1e9:g} GB: "
+                f"{goal['peak_rss_bytes'] / 1e9:.2f} GB, {met[goal['peak_rss_met']]}"
+            )
         if "seed_met" in goal:
             lines.append(
-                f"- `seed` pooling no slower than the card's stack (each pair alone: one 30 s audio pass, one "
-                f"text pass; {goal['card_stack_s']:.3f} s per clip): {goal['seed_s_per_clip']:.3f} s per clip, "
+                f"- issue 7: `seed` pooling no slower than the card's stack (each pair alone: one 30 s audio pass, "
+                f"one text pass; {goal['card_stack_s']:.3f} s per clip): {goal['seed_s_per_clip']:.3f} s per clip, "
                 f"{met[goal['seed_met']]}"
             )
 
     imports = {m["kind"]: m["median"]["imports_rss_mib"] for m in methods if m["median"]}
     if imports:
         after_imports = ", ".join(
-            f"{'VoiceCLAP' if k == 'voiceclap' else 'ASR-WER'} {v:,.0f} MiB after its imports" for k, v in imports.items()
+            f"{KIND_NAMES[k]} {v:,.0f} MiB after its imports" for k, v in imports.items()
         )
         torch_note = "; the project's ASR-WER pipeline imports torch through voiceclap.weights" if "asr" in imports else ""
         lines += ["", f"Peak RSS is the whole process, interpreter and libraries included ({after_imports}{torch_note})."]
@@ -631,19 +748,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="VoiceCLAP model directory, hub id, or random:<config> such as random:whisper-base-e5small "
                           "(default: the model shipped with the package)")
     run.add_argument("--methods", type=_csv(str), default=list(METHOD_KINDS),
-                     help="comma-separated subset of masked,seed,asr (default: all)")
+                     help=f"comma-separated subset of {','.join(METHOD_KINDS)} (default: all; encoder is the "
+                          "encoder-only bound)")
     run.add_argument("--runs", type=int, default=3, help="repetitions of every method; medians are reported (default 3)")
     run.add_argument("--threads", type=int, default=None,
                      help="threads for every method: torch and CTranslate2 alike (default: every available core)")
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                     help="cuda: VoiceCLAP in bf16 with large batches, faster-whisper on the GPU (default cpu)")
+                     help="cuda: VoiceCLAP in bf16 with large batches, faster-whisper and the encoder bound on the "
+                          "GPU (default cpu)")
     run.add_argument("--batch-size", type=int, default=None, help="VoiceCLAP clips per batch (default 16 on CPU, 64 on CUDA; the engine scores seed pooling on a CPU one clip at a time)")
     run.add_argument("--batch-seconds", type=float, default=None,
                      help="VoiceCLAP padded audio seconds per batch (default: the scoring engine's for the device, 60 on CPU, 960 on CUDA)")
     run.add_argument("--decode-workers", type=int, default=2, help="VoiceCLAP background decoding threads (default 2)")
     run.add_argument("--asr-model", default=None,
-                     help="faster-whisper model directory or offline: source (default: the ASR baseline's, "
-                          "offline:whisper-base-ct2)")
+                     help="faster-whisper (CTranslate2 Whisper) model directory or offline: source, for the ASR-WER "
+                          "pipeline and the encoder-only bound (default: the ASR baseline's, offline:whisper-base-ct2)")
     run.add_argument("--asr-compute-types", type=_csv(str), default=["int8", "float32"],
                      help="CTranslate2 compute types, comma-separated (default int8,float32)")
     run.add_argument("--asr-beams", type=_csv(int), default=[1, 5], help="beam sizes, comma-separated (default 1,5)")
@@ -709,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if workload["n_clips"] < args.clips:
             print(f"speed: only {workload['n_clips']} clips available in the length range", file=sys.stderr)
-        if "asr" in args.methods and args.asr_model is None:
+        if {"asr", "encoder"} & set(args.methods) and args.asr_model is None:
             # Loaded with the workload's decoding already (torch): the import costs nothing more here.
             from voiceclap.evaluation.asr_baseline import DEFAULT_ASR_MODEL
 

@@ -130,3 +130,77 @@ def test_seed_pooling_override_keeps_the_weights():
         assert seed.state_dict()[name].equal(tensor), name
     # seed pooling pads every clip to 30 s: 3000 mel frames for a 1 s clip
     assert seed.prepare_audio([np.zeros(SR, np.float32)]).mel.shape[-1] == 3000
+
+
+def _method(name: str, kind: str, clips_per_s: float, **fields) -> dict:
+    median = {"clips_per_s": clips_per_s, "audio_seconds_per_s": 2 * clips_per_s, "first_call_s": 1.0,
+              "peak_rss_mib": 800.0, "imports_rss_mib": 300.0}
+    return {"name": name, "kind": kind, "runs": [median], "median": median, **fields}
+
+
+def test_ratios_and_targets_hold_voiceclap_against_the_encoder_bound():
+    methods = [
+        _method("voiceclap-masked", "voiceclap", 90.0, pooling="masked"),
+        _method("encoder-ct2-int8", "encoder", 100.0, compute_type="int8"),
+        _method("asr-int8-beam1", "asr", 2.0, compute_type="int8", beam_size=1),
+        _method("asr-float32-beam5", "asr", 1.0, compute_type="float32", beam_size=5),
+    ]
+    ratio = speed.ratios(methods)
+    # The encoder row is neither a VoiceCLAP row nor an ASR-WER configuration.
+    assert ratio["fastest_asr"] == "asr-int8-beam1" and set(ratio["pairs"]) == {"voiceclap-masked"}
+    assert set(ratio["pairs"]["voiceclap-masked"]) == {"asr-int8-beam1", "asr-float32-beam5"}
+    assert ratio["encoder_bound"] == "encoder-ct2-int8"
+    assert ratio["to_bound"]["voiceclap-masked"]["clips_per_s"] == 0.9
+    goal = speed.targets(methods, ratio)
+    assert goal["speedup_vs_fastest_asr"] == 45.0 and goal["speedup_target"] == speed.TARGET_SPEEDUP == 40.0
+    assert goal["speedup_met"]
+    assert goal["fraction_of_encoder_bound"] == 0.9 and goal["encoder_bound_met"]  # within 1.2x: >= 0.83
+    assert goal["encoder_bound_target"] == 1 / speed.TARGET_BOUND_WITHIN
+    methods[0]["median"]["clips_per_s"] = 80.0  # 0.80 of the bound, 40x the fastest ASR-WER: only the bound missed
+    goal = speed.targets(methods, speed.ratios(methods))
+    assert goal["speedup_met"] and not goal["encoder_bound_met"]
+
+    report = {
+        "workload": {"n_clips": 12, "audio_seconds": 60.0, "seconds_min": 2.0, "seconds_max": 8.0,
+                     "seconds_median": 5.0, "languages": {"en": 12}},
+        "machine": {"cpu_model": "cpu", "cpu_cores_available": 2, "gpu": None,
+                    "versions": {"torch": "t", "ctranslate2": "c", "faster-whisper": "f"}},
+        "settings": {"runs": 1, "threads": 2, "device": "cpu", "model": "random:tiny-test"},
+        "load_average": {"start": 0.0, "end": 0.0}, "methods": methods, "command": "speed.py",
+        "ratios": speed.ratios(methods), "targets": goal,
+    }
+    markdown = speed.render_markdown(report)
+    assert "| Encoder bound: CTranslate2 int8, clip length | 100.00 |" in markdown
+    assert "| VoiceCLAP masked | 40.0x | 1.00x | 1.00x | 0.80 |" in markdown
+    assert "- issue 17: VoiceCLAP masked within 1.2x of the encoder-only bound's clips/s (ratio >= 0.83): 0.80, NOT met" in markdown
+    assert "- issue 17: VoiceCLAP masked >= 40x the clips/s of the fastest ASR-WER configuration: 40.0x, met" in markdown
+
+    # Without ASR-WER rows the bound still gets its ratio and target; without the bound, no bound target.
+    alone = [m for m in methods if m["kind"] != "asr"]
+    ratio = speed.ratios(alone)
+    assert "pairs" not in ratio and ratio["to_bound"]["voiceclap-masked"]["clips_per_s"] == 0.8
+    goal = speed.targets(alone, ratio)
+    assert "speedup_met" not in goal and goal["encoder_bound_met"] is False and "peak_rss_met" in goal
+    assert "| VoiceCLAP masked | - | - | - | 0.80 |" in speed.render_markdown({**report, "methods": alone, "ratios": ratio,
+                                                                             "targets": goal})
+    assert "encoder_bound_met" not in speed.targets(methods[:1] + methods[2:], speed.ratios(methods[:1] + methods[2:]))
+
+
+def test_encoder_bound_is_a_default_method_on_the_asr_weights():
+    args = speed.build_parser().parse_args(["--asr-model", "some/ct2-dir"])
+    assert "encoder" in args.methods
+    args.threads, args.batch_size, args.batch_seconds = 1, 16, 60.0
+    (spec,) = [s for s in speed.method_specs(args, "m.jsonl") if s["kind"] == "encoder"]
+    assert spec["name"] == "encoder-ct2-int8" and spec["compute_type"] == speed.ENCODER_COMPUTE_TYPE
+    assert spec["ct2_model"] == "some/ct2-dir" and spec["threads"] == 1 and spec["manifest"] == "m.jsonl"
+
+
+def test_encoder_bound_log_mel_is_the_masked_models_input():
+    from voiceclap.audio import FRAMES_PER_POOLED_FRAME
+
+    model = speed.load_voiceclap("random:tiny-test", "masked")
+    for samples in (SR, int(1.37 * SR)):
+        waveform = np.random.default_rng(samples).standard_normal(samples).astype(np.float32) * 0.1
+        mel = speed.clip_log_mel(waveform, 80)
+        assert np.array_equal(mel, model.prepare_audio([waveform]).mel[0].numpy())
+        assert mel.shape[1] % FRAMES_PER_POOLED_FRAME == 0
