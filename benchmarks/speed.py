@@ -160,9 +160,9 @@ def load_voiceclap(spec: str, pooling: str):
     """A model (directory, hub id or random:<config>) in the given audio pooling mode."""
     from dataclasses import replace
 
-    from voiceclap.model import VoiceCLAP, load_model
+    from voiceclap.model import VoiceCLAP, audio_encoder_dtype, load_model
 
-    model = load_model(spec)
+    model = load_model(spec, audio_precision="float32")
     if model.config.audio_pooling != pooling:
         # The pooling mode is part of the config the towers are built from: build the model from
         # the overridden config around the same encoders and carry every weight over. The
@@ -171,6 +171,8 @@ def load_voiceclap(spec: str, pooling: str):
         overridden = VoiceCLAP(config, model.audio.encoder, model.text.encoder, model.tokenizer)
         overridden.load_state_dict(model.state_dict())
         model = overridden
+    # Then the precision a user's load_model(spec) gets on this machine (rounding is one way only).
+    model.audio.set_encoder_dtype(audio_encoder_dtype("auto"))
     return model.eval()
 
 
