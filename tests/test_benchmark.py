@@ -98,7 +98,7 @@ def test_speed_end_to_end(tmp_path):
     markdown = (out / "speed.md").read_text()
     for text in ("| method | clips/s | audio s per s | first call (s) | peak RSS (MiB) |", "VoiceCLAP masked",
                  "ASR-WER int8, beam 1", "## VoiceCLAP / ASR-WER", "## Targets",
-                 "- `seed` pooling no slower than the card's stack"):
+                 "- issue 7: `seed` pooling no slower than the card's stack"):
         assert text in markdown
 
 
