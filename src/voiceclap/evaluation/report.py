@@ -206,9 +206,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += _calibration_lines(results.get("clap", {}).get("calibration"))
         lines += _gold_lines(results) + _pairs_lines(results)
         seconds = ", ".join(f"{s} {r['seconds']:.1f} s" for s, r in results.items())
-        ratios = entry.get("seconds_over_clap")
+        ratios = {s: v for s, v in (entry.get("seconds_over_clap") or {}).items() if s != "clap"}
         lines += [f"Scorer time on this set: {seconds}"
-                  + (" (" + ", ".join(f"{s} {v:.1f}x clap" for s, v in ratios.items() if s != "clap") + ")" if ratios else "")
+                  + (" (" + ", ".join(f"{s} {v:.1f}x clap" for s, v in ratios.items()) + ")" if ratios else "")
                   + ".", ""]
     if report.get("plots"):
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in report["plots"]] + [""]
