@@ -6,7 +6,8 @@
 # rho and its text-prior control). The row to ship is chosen on these; the test splits are scored once,
 # afterwards (MODEL_CARD.md).
 #   bash scripts/bakeoff.sh [STEPS] [ROW ...]       rows: mean-e5 attention-e5 attention-tokens
-#                                                         no-spoken no-recorded distilled
+#                                                         no-spoken no-recorded distilled shipped-tuned
+#                                                         shipped-tuned-distilled shipped-tuned-no-spoken
 # The shipped model (the first row of the table) is scored by the same voiceclap eval command with --model omitted.
 # Runs go to $BAKEOFF_DIR (default runs/bakeoff), reports to $BAKEOFF_DIR/<row>/dev.
 set -euo pipefail
@@ -17,6 +18,8 @@ ROWS=("${@:-mean-e5 attention-e5 attention-tokens no-spoken no-recorded distille
 read -r -a ROWS <<< "${ROWS[*]}"
 OUT="${BAKEOFF_DIR:-runs/bakeoff}"
 RECORDED=[uqm,tuxpaint,fillets,festvox-ru]
+SHIPPED="model.init_from=src/voiceclap/pretrained/voiceclap-base-e5s model.config=whisper-base-e5small \
+model.text_trainable_from_layer=6 optim.lr=3e-4"
 
 overrides() {
   case "$1" in
@@ -26,6 +29,10 @@ overrides() {
     no-spoken)        echo "data.spoken_negatives=false" ;;
     no-recorded)      echo "data.exclude_sources=$RECORDED" ;;
     distilled)        echo "loss.distill_weight=1.0" ;;
+    # The shipped model's heads trained on: the mixed corpus, from where they are.
+    shipped-tuned)    echo "$SHIPPED" ;;
+    shipped-tuned-distilled) echo "$SHIPPED loss.distill_weight=1.0" ;;
+    shipped-tuned-no-spoken) echo "$SHIPPED data.spoken_negatives=false" ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
   esac
 }
