@@ -7,7 +7,8 @@
 # afterwards (MODEL_CARD.md).
 #   bash scripts/bakeoff.sh [STEPS] [ROW ...]       rows: mean-e5 attention-e5 attention-tokens
 #                                                         no-spoken no-recorded distilled shipped-tuned
-#                                                         shipped-tuned-distilled shipped-tuned-no-spoken
+#                                                         shipped-tuned-distilled shipped-tuned-gentle
+#                                                         shipped-tuned-no-spoken
 # The shipped model (the first row of the table) is scored by the same voiceclap eval command with --model omitted.
 # Runs go to $BAKEOFF_DIR (default runs/bakeoff), reports to $BAKEOFF_DIR/<row>/dev.
 set -euo pipefail
@@ -19,7 +20,7 @@ read -r -a ROWS <<< "${ROWS[*]}"
 OUT="${BAKEOFF_DIR:-runs/bakeoff}"
 RECORDED=[uqm,tuxpaint,fillets,festvox-ru]
 SHIPPED="model.init_from=src/voiceclap/pretrained/voiceclap-base-e5s model.config=whisper-base-e5small \
-model.text_trainable_from_layer=6 optim.lr=3e-4"
+model.text_trainable_from_layer=6"
 
 overrides() {
   case "$1" in
@@ -30,9 +31,10 @@ overrides() {
     no-recorded)      echo "data.exclude_sources=$RECORDED" ;;
     distilled)        echo "loss.distill_weight=1.0" ;;
     # The shipped model's heads trained on: the mixed corpus, from where they are.
-    shipped-tuned)    echo "$SHIPPED" ;;
-    shipped-tuned-distilled) echo "$SHIPPED loss.distill_weight=1.0" ;;
-    shipped-tuned-no-spoken) echo "$SHIPPED data.spoken_negatives=false" ;;
+    shipped-tuned)    echo "$SHIPPED optim.lr=3e-4" ;;
+    shipped-tuned-distilled) echo "$SHIPPED optim.lr=3e-4 loss.distill_weight=1.0" ;;
+    shipped-tuned-gentle)    echo "$SHIPPED optim.lr=1e-4" ;;
+    shipped-tuned-no-spoken) echo "$SHIPPED optim.lr=1e-4 data.spoken_negatives=false" ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
   esac
 }

@@ -33,7 +33,9 @@ def test_python_dash_m_runs_the_cli():
 
 def test_score_one_pair(speech_like_clips, tiny_model, tiny_model_dir, capsys):
     clip = str(speech_like_clips["c3"])
-    assert cli.main(["score", "--audio", clip, "--text", "hello world", "--model", str(tiny_model_dir)]) == 0
+    # float32: the model as the Python API loads it (the CLI's default, auto, is bfloat16 on AMX CPUs)
+    assert cli.main(["score", "--audio", clip, "--text", "hello world", "--model", str(tiny_model_dir),
+                     "--audio-precision", "float32"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("cosine: ") and "estimated WER" not in out
     assert float(out.split()[1]) == pytest.approx(tiny_model.score(clip, "hello world"), abs=1e-5)
@@ -88,7 +90,8 @@ def test_argument_errors_exit_2(args, message, capsys):
 def test_embed_audio_and_text(speech_like_clips, tiny_model, tiny_model_dir, tmp_path):
     clips = [str(speech_like_clips[k]) for k in ("c0", "c4", "c2")]
     out = tmp_path / "a.npy"
-    assert cli.main(["embed", "--audio", *clips, "-o", str(out), "--model", str(tiny_model_dir), "--batch-size", "2"]) == 0
+    assert cli.main(["embed", "--audio", *clips, "-o", str(out), "--model", str(tiny_model_dir), "--batch-size", "2",
+                     "--audio-precision", "float32"]) == 0  # as the Python API loads it
     audio = np.load(out)
     assert audio.shape == (3, tiny_model.config.joint_dim)
     np.testing.assert_allclose(audio[1], tiny_model.encode_audio([load_audio(clips[1])])[0], atol=1e-5)
