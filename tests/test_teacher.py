@@ -214,3 +214,18 @@ def test_real_teacher_matches_ctranslate2(real_teacher_and_ct2, tmp_path, contex
         worst = max(worst, float(np.abs(ours - theirs).max()))
     # float32 rounding: measured at most 4.6e-5 on five espeak-ng clips (en, de, fr, es), both contexts
     assert worst < 5e-4, worst
+
+
+def test_scoring_engine_scores_rows_with_the_teacher_and_asks_for_the_language(model, tokenizer):
+    from voiceclap.clips import Clip
+    from voiceclap.scoring import ScoringEngine, TeacherBackend
+
+    teacher = teacher_for(model, tokenizer)
+    rows = [Clip("a", "hello there", audio=clip(1.7, 0), language="en"),
+            Clip("b", "where are you going", audio=clip(2.3, 1), language="de"),
+            Clip("c", "hello there", audio=clip(1.0, 2))]  # no language: Whisper must be told
+    records = {r["id"]: r for batch in ScoringEngine(TeacherBackend(teacher)).score_rows(rows) for r in batch}
+    for row in rows[:2]:
+        expected = teacher.score_clip(row.audio, [row.text], row.language)[0]
+        assert records[row.id]["score"] == pytest.approx(expected, abs=1e-5) and not records[row.id]["error"]
+    assert records["c"]["score"] is None and "language" in records["c"]["error"]
