@@ -105,7 +105,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"voiceclap: {args.audio}: {record['error']}", file=sys.stderr)
         return 1
     if not args.json:
-        print(f"cosine: {record['score']:.6f}")
+        # The CLAP's score is a cosine; the whisper scorer's a normalized log-likelihood.
+        label = "cosine" if args.scorer == "clap" else "log-likelihood"
+        print(f"{label}: {record['score']:.6f}")
         if record.get("estimated_wer") is not None:
             print(f"estimated WER: {record['estimated_wer']:.4f}")
         flags = [flag for flag in FLAGS if record[flag] and flag != "duplicate_id"]
