@@ -3,6 +3,8 @@ trainer logs and `voiceclap eval` reports."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -96,6 +98,11 @@ def test_perfect_scorer_on_every_measure():
 
     summary, _ = protocol.pooled_retrieval(clips, OracleScorer(), pool=3, seed=0)
     assert summary["overall"]["R@1"] == 1.0 and summary["overall"]["mean_candidates"] == 3.0
+    assert "by_source" not in summary  # one source: nothing to break down
+    mixed = [dataclasses.replace(c, source="uqm" if i % 2 else "tuxpaint") for i, c in enumerate(clips)]
+    summary, rows = protocol.pooled_retrieval(mixed, OracleScorer(), pool=3, seed=0)
+    assert {name: entry["N"] for name, entry in summary["by_source"].items()} == {"tuxpaint": 4, "uqm": 4}
+    assert {r["source"] for r in rows} == {"uqm", "tuxpaint"}
 
     summary, rows = protocol.corruption(clips, OracleScorer(), k=4, seed=1, n_boot=50)
     for name in ("spearman", "kendall", "pearson"):

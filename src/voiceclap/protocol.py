@@ -205,8 +205,11 @@ def pooled_retrieval(
     languages = [clip.language for clip, _ in pools]
     summary["overall"] = _pool_metrics(ranks, sizes)
     summary["by_language"] = by_group(languages, _pool_metrics, ranks, sizes)
+    sources = [clip.source or "unknown" for clip, _ in pools]
+    if len(set(sources)) > 1:  # a mixed set (recorded speech: uqm, tuxpaint, ...) by source as well
+        summary["by_source"] = by_group(sources, _pool_metrics, ranks, sizes)
     rows = [
-        {"id": clip.id, "language": clip.language, "rank": int(r), "candidates": int(n)}
+        {"id": clip.id, "language": clip.language, "source": clip.source, "rank": int(r), "candidates": int(n)}
         for (clip, _), r, n in zip(pools, ranks, sizes)
     ]
     return summary, rows

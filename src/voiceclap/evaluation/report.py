@@ -98,7 +98,8 @@ def _retrieval_lines(results: dict[str, Any]) -> list[str]:
     for scorer, result in results.items():
         pooled = result.get("pooled_retrieval", {})
         if "overall" in pooled:
-            for scope, entry in [("all languages", pooled["overall"])] + list(pooled["by_language"].items()):
+            by_source = [(f"source {name}", entry) for name, entry in pooled.get("by_source", {}).items()]
+            for scope, entry in [("all languages", pooled["overall"]), *pooled["by_language"].items(), *by_source]:
                 rows.append([scorer, scope, entry["N"], _num(entry["mean_candidates"], 1), _num(entry["R@1"]), _num(entry["R@5"])])
     if rows:
         pool = next(r["pooled_retrieval"]["pool"] for r in results.values() if "pooled_retrieval" in r)
