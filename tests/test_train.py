@@ -278,13 +278,18 @@ def test_feature_cache_equals_the_full_forward(corpus, tmp_path, audio_from, tex
     torch.testing.assert_close(a_half, a_full, rtol=0, atol=2e-2)
 
 
-def test_bfloat16_feature_cache_stays_close_to_float32(corpus, tmp_path):
-    towers = towers_for(2, 2)
+def _cache_inputs(corpus, n_clips: int, chunk_size: int) -> tuple[list, dict]:
+    """The first ``n_clips`` clips of the corpus and build_feature_cache's other arguments."""
     shards = expand_sources(corpus)
     vocabularies = build_vocabularies(read_clips(shards, with_audio=False), 100)
-    clips = list(read_clips(shards))[:8]
     common = {"signature": {"dtype": "float32"}, "vocabularies": vocabularies, "stored": 0, "num_negatives": 2,
-              "seed": 0, "chunk_size": 8, "progress": False}
+              "seed": 0, "chunk_size": chunk_size, "progress": False}
+    return list(read_clips(shards))[:n_clips], common
+
+
+def test_bfloat16_feature_cache_stays_close_to_float32(corpus, tmp_path):
+    towers = towers_for(2, 2)
+    clips, common = _cache_inputs(corpus, 8, chunk_size=8)
     exact = build_feature_cache(towers, clips, tmp_path / "f32", **common).attach(towers).batch(range(8))
     rounded = build_feature_cache(towers, clips, tmp_path / "bf16", audio_dtype=torch.bfloat16,
                                   **common).attach(towers).batch(range(8))
@@ -345,11 +350,7 @@ def test_teacher_labels_share_the_audio_towers_encoder_pass(corpus, tmp_path):
 
 def test_feature_cache_resumes_an_interrupted_build(corpus, tmp_path):
     towers = towers_for(1, 2)
-    shards = expand_sources(corpus)
-    vocabularies = build_vocabularies(read_clips(shards, with_audio=False), 100)
-    clips = list(read_clips(shards))[:20]
-    common = {"signature": {"dtype": "float32"}, "vocabularies": vocabularies, "stored": 0, "num_negatives": 2,
-              "seed": 0, "chunk_size": 6, "progress": False}
+    clips, common = _cache_inputs(corpus, 20, chunk_size=6)
 
     def interrupted():
         yield from clips[:14]

@@ -163,16 +163,10 @@ class TeacherBackend:
         """Nothing to prepare: every pair goes through the decoder with its own clip."""
 
     def score(self, clips: Sequence[Clip]) -> tuple[np.ndarray, list[bool]]:
-        from voiceclap.teacher import normalized_scores
-
         scores, truncated = [], []
         for clip in clips:
-            encoded = self.teacher.encode(clip.audio)
-            likelihoods = self.teacher.log_likelihoods(encoded, [clip.text], clip.language)
-            reference = None
-            if self.teacher.normalization == "pmi_silence":
-                reference = self.teacher.log_likelihoods(self.teacher.silence_like(encoded), [clip.text], clip.language)
-            scores.append(normalized_scores(likelihoods, self.teacher.normalization, reference)[0])
+            score, likelihoods = self.teacher.encoded_scores(self.teacher.encode(clip.audio), [clip.text], clip.language)
+            scores.append(score[0])
             truncated.append(likelihoods.text_truncated[0])
         return np.array(scores), truncated
 

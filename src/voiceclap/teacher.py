@@ -259,17 +259,24 @@ class WhisperTeacher:
                    reference_waveform: np.ndarray | None = None, normalization: str | None = None) -> np.ndarray:
         """One score per candidate transcript of one clip (higher: the text explains the audio better).
         ``reference_waveform`` is the other clip ``pmi_other`` compares with."""
+        return self.encoded_scores(self.encode(waveform), texts, language, normalization, reference_waveform)[0]
+
+    def encoded_scores(self, encoded: EncodedAudio, texts: Sequence[str], language: str,
+                       normalization: str | None = None,
+                       reference_audio: np.ndarray | EncodedAudio | None = None) -> tuple[np.ndarray, Likelihoods]:
+        """(one score per candidate, their likelihoods) for an already encoded clip, normalized as asked
+        (default: the teacher's); ``pmi_silence`` scores its reference here, ``pmi_other`` needs
+        ``reference_audio`` (another clip)."""
         normalization = normalization or self.normalization
-        encoded = self.encode(waveform)
+        if normalization == "pmi_other" and reference_audio is None:
+            raise ValueError("pmi_other needs a reference_waveform (another clip's audio)")
         likelihoods = self.log_likelihoods(encoded, texts, language)
         reference = None
         if normalization == "pmi_silence":
             reference = self.log_likelihoods(self.silence_like(encoded), texts, language)
         elif normalization == "pmi_other":
-            if reference_waveform is None:
-                raise ValueError("pmi_other needs a reference_waveform (another clip's audio)")
-            reference = self.log_likelihoods(reference_waveform, texts, language)
-        return normalized_scores(likelihoods, normalization, reference)
+            reference = self.log_likelihoods(reference_audio, texts, language)
+        return normalized_scores(likelihoods, normalization, reference), likelihoods
 
     def score_grouped(self, waveforms: Sequence[np.ndarray], candidates: Sequence[Sequence[str]],
                       languages: Sequence[str], reference_waveforms: Sequence[np.ndarray] | None = None,

@@ -117,16 +117,10 @@ class TeacherLabels:
 
     def scores(self, states: torch.Tensor, clip: Clip) -> np.ndarray:
         """The normalized scores of the clip's transcript and candidates, given its encoder states [T, d]."""
-        from voiceclap.teacher import EncodedAudio, normalized_scores
+        from voiceclap.teacher import EncodedAudio
 
-        teacher = self.teacher
-        encoded = EncodedAudio(teacher.model.model.encoder.layer_norm(states)[None], False, False)
-        texts = [clip.text, *(c.text for c in clip.candidates)]
-        likelihoods = teacher.log_likelihoods(encoded, texts, clip.language)
-        reference = None
-        if teacher.normalization == "pmi_silence":
-            reference = teacher.log_likelihoods(teacher.silence_like(encoded), texts, clip.language)
-        return normalized_scores(likelihoods, teacher.normalization, reference)
+        encoded = EncodedAudio(self.teacher.model.model.encoder.layer_norm(states)[None], False, False)
+        return self.teacher.encoded_scores(encoded, [clip.text, *(c.text for c in clip.candidates)], clip.language)[0]
 
 
 class _TextTable:
@@ -158,13 +152,13 @@ def _frozen_chunk(
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         batch = model.prepare_audio([examples[i].audio for i in rows]).to(model.device)
-        if teacher is None:
-            with encoder_autocast(model.device, audio_dtype):
+        with encoder_autocast(model.device, audio_dtype):
+            if teacher is None:
                 features = towers.frozen_audio(batch)
-        else:  # the teacher needs the 50-per-second states before the tower's finish
-            with encoder_autocast(model.device, audio_dtype):
+            else:  # the teacher needs the 50-per-second states before the tower's finish
                 states = model.audio.encoder_states(batch)
                 features = model.audio.finish(states)
+        if teacher is not None:
             for i, values, mask in zip(rows, states.values, states.mask):
                 if first_position + i < teacher.max_clips:
                     labels[i] = torch.from_numpy(teacher.scores(values[mask], examples[i]))

@@ -10,10 +10,6 @@ z = exp(logit_scale) * cos + logit_bias:
   negatives for that clip's audio only (another clip's corruption is no harder than its transcript).
 - ``margin``: sum_{i,k} max(0, m(f_ik) - (cos(a_i, t_i) - cos(a_i, t_ik))) / (N K), the ranking hinge
   that asks the true-vs-corrupted gap to grow with the edit fraction: m(f) = margin_scale * f
-- ``distill``: for clips the teacher (Whisper's decoder) labelled, KL(p_teacher || p_student) over the
-  clip's transcript and candidates, p_teacher = softmax(teacher score / distill_temperature),
-  p_student = softmax(distill_scale * cos), summed over labelled clips / N: the student learns the
-  teacher's ranking of each clip's candidates, and how far apart it puts them
   ("linear") or margin_scale * sqrt(f) ("sqrt"), f clipped to 1 (insertions can push WER past 1, but
   a cosine gap cannot exceed 2). This term is what makes the score graduate with WER.
 - ``cross_clip_margin``: the same hinge between the candidates of *different* clips. Each clip brings
@@ -27,6 +23,10 @@ z = exp(logit_scale) * cos + logit_bias:
   there because corruptions read as less fluent than transcripts: without them a text-only prior
   satisfies the ranking as well as listening does, and the score learns to read (measured:
   MODEL_CARD.md, "Reading, not listening").
+- ``distill``: for clips the teacher (Whisper's decoder) labelled, KL(p_teacher || p_student) over the
+  clip's transcript and candidates, p_teacher = softmax(teacher score / distill_temperature),
+  p_student = softmax(distill_scale * cos), summed over labelled clips / N: the student learns the
+  teacher's ranking of each clip's candidates, and how far apart it puts them.
 
 A corruption with f = 0 (a text too short to corrupt into something new) is no negative and is
 masked out of both negative terms.
