@@ -8,7 +8,8 @@
 #   bash scripts/bakeoff.sh [STEPS] [ROW ...]       rows: mean-e5 attention-e5 attention-tokens
 #                                                         no-spoken no-recorded distilled shipped-tuned
 #                                                         shipped-tuned-distilled shipped-tuned-gentle
-#                                                         shipped-tuned-no-spoken
+#                                                         shipped-tuned-no-spoken shipped-tuned-no-recorded
+#                                                         shipped-tuned-gentler
 # The shipped model (the first row of the table) is scored by the same voiceclap eval command with --model omitted.
 # Runs go to $BAKEOFF_DIR (default runs/bakeoff), reports to $BAKEOFF_DIR/<row>/dev.
 set -euo pipefail
@@ -34,7 +35,10 @@ overrides() {
     shipped-tuned)    echo "$SHIPPED optim.lr=3e-4" ;;
     shipped-tuned-distilled) echo "$SHIPPED optim.lr=3e-4 loss.distill_weight=1.0" ;;
     shipped-tuned-gentle)    echo "$SHIPPED optim.lr=1e-4" ;;
+    shipped-tuned-gentler)   echo "$SHIPPED optim.lr=5e-5" ;;
+    # The two ablations of the issue, taken on the best row (gentle): no spoken negatives, no recorded speech.
     shipped-tuned-no-spoken) echo "$SHIPPED optim.lr=1e-4 data.spoken_negatives=false" ;;
+    shipped-tuned-no-recorded) echo "$SHIPPED optim.lr=1e-4 data.exclude_sources=$RECORDED" ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
   esac
 }

@@ -102,6 +102,15 @@ def random_model(config: str = "tiny-test") -> VoiceCLAP:
         return VoiceCLAP.from_config(config, load_base_weights=False).eval()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def traced_models_in_tmp(tmp_path_factory):
+    """One-pair scores trace their model (voiceclap.traced): into the session's tmp, not the user's cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setattr("voiceclap.traced.traced_root", lambda: tmp_path_factory.getbasetemp() / "traced")
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> VoiceCLAP:
     """Random tiny-test model; tests must not change it (use random_model() for a private copy)."""

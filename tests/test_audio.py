@@ -102,3 +102,8 @@ def test_infinite_samples_in_an_array_are_refused():
     samples[100] = np.inf
     with pytest.raises(A.AudioDecodeError, match="infinite"):
         A.load_audio(samples)
+
+
+def test_mel_filters_come_only_in_whisper_band_counts():
+    with pytest.raises(ValueError, match="no mel filterbank with 64 bands"):
+        A.mel_filters(64)

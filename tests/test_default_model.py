@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from voiceclap.audio import load_audio
+from voiceclap.model import load_model
+from voiceclap.traced import load_traced
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -18,9 +23,7 @@ def example_rows() -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-@pytest.fixture(scope="module")
-def example_scores(tmp_path_factory):
-    """Score the examples exactly as the README's main-job command does; {(clip, kind): score}."""
+def require_offline_weights() -> None:
     try:
         from voiceclap.weights import resolve_encoder_source
 
@@ -28,6 +31,12 @@ def example_scores(tmp_path_factory):
         resolve_encoder_source("offline:multilingual-e5-small")
     except RuntimeError as error:  # MissingBaseWeights names the install command
         pytest.skip(str(error))
+
+
+@pytest.fixture(scope="module")
+def example_scores(tmp_path_factory):
+    """Score the examples exactly as the README's main-job command does; {(clip, kind): score}."""
+    require_offline_weights()
     out = tmp_path_factory.mktemp("main-job") / "scores.jsonl"
     run = subprocess.run(
         [sys.executable, "-m", "voiceclap", "score", "--manifest", str(EXAMPLES / "manifest.tsv"), "-o", str(out)],
@@ -62,3 +71,15 @@ MISRANKED = {
 ])
 def test_the_match_scores_above_each_corrupted_transcript(example_scores, clip, kind):
     assert example_scores[(clip, "match")] > example_scores[(clip, kind)]
+
+
+def test_the_traced_shipped_model_scores_as_the_model():
+    """The one-pair CLI's default engine (voiceclap.traced) on the real shipped model: every example
+    row's score as the model itself gives it in float32."""
+    require_offline_weights()
+    rows = example_rows()
+    texts = [r["text"] for r in rows]
+    waveforms = [load_audio(str(EXAMPLES / r["audio"])) for r in rows]
+    model, traced = load_model(None, "cpu", "float32"), load_traced()
+    ours = (traced.embed_audio_batch(traced.prepare_audio(waveforms)) * traced.embed_text_batch(traced.tokenize(texts))).sum(-1)
+    np.testing.assert_allclose(ours.numpy(), model.score_pairs(waveforms, texts), atol=1e-5)

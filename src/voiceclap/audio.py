@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from functools import cache
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -136,21 +137,21 @@ def pad_or_trim(audio: np.ndarray, length: int = N_SAMPLES) -> np.ndarray:
     return np.pad(audio, (0, length - audio.shape[0]))
 
 
+MEL_FILTERS_PATH = Path(__file__).parent / "assets" / "mel_filters.npz"
+
+
 @cache
 def mel_filters(n_mels: int) -> torch.Tensor:
-    """Slaney-style mel filterbank [n_mels, N_FFT // 2 + 1], as librosa and Whisper build it."""
-    from transformers.audio_utils import mel_filter_bank
+    """Slaney-style mel filterbank [n_mels, N_FFT // 2 + 1], as librosa and Whisper build it.
 
-    bank = mel_filter_bank(
-        num_frequency_bins=N_FFT // 2 + 1,
-        num_mel_filters=n_mels,
-        min_frequency=0.0,
-        max_frequency=SAMPLE_RATE / 2,
-        sampling_rate=SAMPLE_RATE,
-        norm="slaney",
-        mel_scale="slaney",
-    )
-    return torch.from_numpy(bank.T.astype(np.float32))
+    Read from the package's assets (80 and 128 bands, transformers' ``mel_filter_bank`` saved once,
+    as Whisper ships its own): computing them would import transformers, a second or more of a first
+    score's start (tests/test_audio.py checks the file against transformers)."""
+    with np.load(MEL_FILTERS_PATH) as banks:
+        key = f"mel_{n_mels}"
+        if key not in banks:
+            raise ValueError(f"no mel filterbank with {n_mels} bands (have: {', '.join(sorted(banks))})")
+        return torch.from_numpy(banks[key])
 
 
 def log_mel_spectrogram(audio: np.ndarray | torch.Tensor, n_mels: int = 80) -> torch.Tensor:

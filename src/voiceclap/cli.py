@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pickle
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .config import AUDIO_PRECISIONS
 
@@ -30,6 +32,12 @@ MODEL_HELP = (
 AUDIO_PRECISION_HELP = (
     "what the audio encoder's matrix products run in: auto (default: bfloat16 on a CPU with AMX, where it "
     "is 1.6-1.9x faster with embeddings at cosine >= 0.999 to float32's; float32 elsewhere), float32, bfloat16"
+)
+ENGINES = ("auto", "traced", "eager")
+ENGINE_HELP = (
+    "how the clap scorer runs the model: traced (TorchScript made once per model and machine, starts without "
+    "transformers: a first score in seconds; float32, CPU), eager (the model itself: bfloat16, GPUs, hub ids); "
+    "auto (default): traced for one pair on a CPU from a model directory, eager otherwise"
 )
 
 # command -> (module, function adding its options, function running it, help)
@@ -75,11 +83,39 @@ def _load_waveform(path: str):
 # ----- commands -----
 
 
+def _traced_engine(args: argparse.Namespace, device) -> bool:
+    """--engine: whether the clap scorer runs the traced model (voiceclap.traced)."""
+    if args.engine == "eager" or args.scorer != "clap":
+        return False
+    from_directory = args.model is None or Path(args.model).is_dir()
+    can = from_directory and str(device or "cpu") == "cpu" and args.audio_precision != "bfloat16"
+    if args.engine == "traced" and not can:
+        raise CommandError("--engine traced needs the clap scorer, a model directory, the CPU and float32 audio")
+    return can and (args.engine == "traced" or args.manifest is None)
+
+
+def _load_traced(args: argparse.Namespace):
+    """The traced model; under --engine auto, the model itself where tracing fails (said on stderr)."""
+    from .traced import TraceMismatch, load_traced
+
+    try:
+        return load_traced(args.model)
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from None
+    except (TraceMismatch, TypeError) as error:
+        if args.engine == "traced":
+            raise CommandError(f"cannot trace the model: {error}") from None
+        print(f"voiceclap: cannot trace the model ({error}); loading it instead", file=sys.stderr)
+        return load_cli_model(args.model, "cpu", args.audio_precision)
+
+
 def _backend(args: argparse.Namespace, device):
     """What `voiceclap score` scores with: the CLAP (--model) or Whisper's decoder (--scorer whisper)."""
     from .scoring import ClapBackend, TeacherBackend
 
     if args.scorer == "clap":
+        if _traced_engine(args, device):
+            return ClapBackend(_load_traced(args))
         return ClapBackend(load_cli_model(args.model, device, args.audio_precision))
     from .pretrained import TEACHER_CALIBRATION_PATH
     from .runtime import quiet_transformers
@@ -305,6 +341,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     score.add_argument("--model", help=MODEL_HELP + " (the clap scorer)")
     score.add_argument("--audio-precision", choices=AUDIO_PRECISIONS, default="auto", help=AUDIO_PRECISION_HELP)
+    score.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
     score.add_argument("--teacher-calibration", help="the whisper scorer's score -> WER calibration (default: the shipped one)")
     score.add_argument("--device", help="torch device (default: cuda:<local rank> if available, else cpu)")
     score.set_defaults(func=cmd_score, parser=score)
@@ -387,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.func is cmd_score:
         _check_score_arguments(args)
     try:
-        return args.func(args)
+        code = args.func(args)
     except KeyboardInterrupt:
         print("voiceclap: interrupted", file=sys.stderr)
         return 130
@@ -396,6 +433,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"voiceclap: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    if argv is None and args.func is cmd_score and args.manifest is None:
+        _exit_now(code)  # the command line's one-pair score (a caller passing argv gets the code back)
+    return code
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown. A one-pair score has printed all it has
+    to say, and nothing it opened needs closing; tearing down the models, the tokenizer and torch
+    took about a second of a first score's few (benchmarks/first_score.py)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _one_line(error: Exception) -> str:

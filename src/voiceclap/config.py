@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+# A model directory's files (Hugging Face's layout), besides the tokenizer's.
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CALIBRATION_NAME = "calibration.json"
 # What a loaded model's audio encoder computes in (voiceclap.model.audio_encoder_dtype): a choice
 # made when loading for inference, not part of the architecture, so not a ModelConfig field.
 AUDIO_PRECISIONS = ("auto", "float32", "bfloat16")

@@ -19,16 +19,13 @@ from transformers import AutoConfig, AutoModel, WhisperConfig, WhisperModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from . import audio as A
-from .config import AUDIO_PRECISIONS, ModelConfig, get_model_config
+from .config import AUDIO_PRECISIONS, CALIBRATION_NAME, CONFIG_NAME, WEIGHTS_NAME, ModelConfig, get_model_config
 from .heads import build_head
 from .runtime import limit_onednn_primitive_cache
 from .text import clean_text
 from .tokenizer import BYTE_LEVEL, load_tokenizer
 from .towers import AudioBatch, AudioTower, TextBatch, TextTower
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CALIBRATION_NAME = "calibration.json"
 RANDOM_PREFIX = "random:"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -226,22 +223,8 @@ class VoiceCLAP(nn.Module):
 
     def prepare_audio(self, waveforms: Sequence[np.ndarray]) -> AudioBatch:
         """16 kHz mono waveforms -> a padded log-mel batch in the layout the pooling mode needs."""
-        max_samples = int(self.config.max_audio_seconds * A.SAMPLE_RATE)
-        truncated = [len(w) > max_samples for w in waveforms]
-        if self.config.audio_pooling == "seed":
-            mels = [A.log_mel_spectrogram(A.pad_or_trim(np.asarray(w), A.N_SAMPLES), self.audio.n_mels) for w in waveforms]
-            lengths = torch.full((len(mels),), A.N_FRAMES)
-            return AudioBatch(torch.stack(mels), lengths, truncated)
-        mels = []
-        for w in waveforms:
-            w = np.asarray(w)[:max_samples]
-            w = A.pad_or_trim(w, -(-len(w) // A.SAMPLES_PER_POOLED_FRAME) * A.SAMPLES_PER_POOLED_FRAME)
-            mels.append(A.log_mel_spectrogram(w, self.audio.n_mels))
-        lengths = torch.tensor([m.shape[-1] for m in mels])
-        batch = torch.zeros(len(mels), self.audio.n_mels, int(lengths.max()))
-        for i, m in enumerate(mels):
-            batch[i, :, : m.shape[-1]] = m
-        return AudioBatch(batch, lengths, truncated)
+        return AudioBatch.from_waveforms(waveforms, self.audio.n_mels, self.config.max_audio_seconds,
+                                         self.config.audio_pooling)
 
     def tokenize(self, texts: Sequence[str]) -> TextBatch:
         """Clean, prefix and tokenize; transcripts cut at text_max_length are flagged, never silently."""

@@ -54,6 +54,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -61,7 +62,10 @@ import torch
 from . import audio as A
 from .clips import Clip, decode_clip
 from .manifest import Manifest, transcript_problem
-from .model import VoiceCLAP
+
+if TYPE_CHECKING:  # a traced model scores without transformers, which voiceclap.model imports
+    from .model import VoiceCLAP
+    from .traced import TracedCLAP
 
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
 FLAGS = ("truncated_audio", "truncated_text", "silent", "duplicate_id")
@@ -95,9 +99,9 @@ class ClapBackend:
     through the text tower once and stays in an LRU cache of ``text_cache_size`` entries, so a
     transcript repeated across the manifest (one sentence, many systems) is usually not encoded again."""
 
-    def __init__(self, model: VoiceCLAP, text_cache_size: int = 16384):
+    def __init__(self, model: VoiceCLAP | TracedCLAP, text_cache_size: int = 16384):
         self.model = model.eval()
-        self.device = next(model.parameters()).device
+        self.device = model.device
         self.needs_language = False
         self.max_seconds = model.config.max_audio_seconds
         # Seed pooling pads every clip to 30 s: that, not the clip, is what a batch costs.

@@ -19,13 +19,19 @@ choice made when a model is loaded for inference (:func:`voiceclap.model.load_mo
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.masking_utils import create_bidirectional_mask
-from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from . import audio as A
+
+if TYPE_CHECKING:  # transformers is imported where a tower is built, not where its batches are
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 
 @dataclass
@@ -36,6 +42,25 @@ class AudioBatch:
 
     def to(self, device: torch.device) -> AudioBatch:
         return AudioBatch(self.mel.to(device), self.mel_lengths.to(device), self.truncated)
+
+    @classmethod
+    def from_waveforms(cls, waveforms: Sequence[np.ndarray], n_mels: int, max_seconds: float, pooling: str) -> AudioBatch:
+        """16 kHz mono waveforms -> a padded log-mel batch in the layout the pooling mode needs."""
+        max_samples = int(max_seconds * A.SAMPLE_RATE)
+        truncated = [len(w) > max_samples for w in waveforms]
+        if pooling == "seed":
+            mels = [A.log_mel_spectrogram(A.pad_or_trim(np.asarray(w), A.N_SAMPLES), n_mels) for w in waveforms]
+            return cls(torch.stack(mels), torch.full((len(mels),), A.N_FRAMES), truncated)
+        mels = []
+        for w in waveforms:
+            w = np.asarray(w)[:max_samples]
+            w = A.pad_or_trim(w, -(-len(w) // A.SAMPLES_PER_POOLED_FRAME) * A.SAMPLES_PER_POOLED_FRAME)
+            mels.append(A.log_mel_spectrogram(w, n_mels))
+        lengths = torch.tensor([m.shape[-1] for m in mels])
+        batch = torch.zeros(len(mels), n_mels, int(lengths.max()))
+        for i, m in enumerate(mels):
+            batch[i, :, : m.shape[-1]] = m
+        return cls(batch, lengths, truncated)
 
 
 @dataclass
@@ -193,6 +218,8 @@ class TextTower(nn.Module):
         return batch.attention_mask.bool()
 
     def _layers(self, features: Features, start: int, stop: int) -> Features:
+        from transformers.masking_utils import create_bidirectional_mask  # loaded with the encoder already
+
         hidden, mask = features.values, features.mask
         if start < stop:
             attention = create_bidirectional_mask(

@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from voiceclap.calibration import Calibration
 from voiceclap.clips import Clip
+from voiceclap.config import CALIBRATION_NAME
 from voiceclap.metrics import error_rate
-from voiceclap.model import CALIBRATION_NAME, VoiceCLAP
+from voiceclap.model import VoiceCLAP
 from voiceclap.protocol import EmbeddingScorer
 
 from .asr_baseline import Transcriber, TranscriptCache, transcribe
