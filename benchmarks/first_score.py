@@ -8,8 +8,8 @@ engine, --runs times, in two states:
          root): the first score after a reboot or after other work pushed the files out
 
 Before the timed runs, one untimed run per engine leaves what a machine has after its first run:
-the traced model (voiceclap.traced) and the checksum stamps of the base weights. Engines alternate
-within a run, so a change in the machine's load hits them alike. Reported: the median wall seconds
+the traced model (voiceclap.traced) and the checksum stamps of the base weights. All warm runs come
+first; engines alternate within a run, so a change in the machine's load hits them alike. Reported: the median wall seconds
 and peak RSS per engine and state, the ratio eager / traced, and issue 17's target
 (TARGET_SECONDS, both states).
 
@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         states.remove("cold")
 
     runs: dict[str, dict[str, list[dict]]] = {state: {engine: [] for engine in commands} for state in states}
-    for i in range(args.runs):
-        for state in states:
+    # All warm runs before any cold one: a dropped cache would leave the next "warm" run cold for
+    # whatever the engine run in between did not read back.
+    for state in states:
+        for i in range(args.runs):
             for engine, command in commands.items():
                 if state == "cold":
                     drop_page_cache()

@@ -15,7 +15,7 @@ from conftest import SR, random_model, tone
 
 from voiceclap import cli, traced
 from voiceclap.model import VoiceCLAP
-from voiceclap.traced import TracedCLAP, TraceMismatch, load_traced, trace_model
+from voiceclap.traced import CannotTrace, TracedCLAP, load_traced, trace_model
 
 LONG_TEXT = "a sentence that goes on " * 20  # over tiny-test's 256 tokens: cut and flagged
 TEXTS = ["hello world", "Grüße, 世界! ", LONG_TEXT, "x"]
@@ -57,9 +57,16 @@ def test_traced_model_embeds_as_the_model_at_every_length(changes, tmp_path):
 
 def test_a_trace_that_does_not_reproduce_the_model_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(traced, "PARITY_TOLERANCE", -1.0)  # any gap, even none, is too much
-    with pytest.raises(TraceMismatch, match="audio tower"):
+    with pytest.raises(CannotTrace, match="audio tower"):
         trace_model(random_model(), tmp_path)
     assert not (tmp_path / traced.META_NAME).exists()
+
+
+def test_a_model_with_a_python_tokenizer_cannot_be_traced(tmp_path):
+    model = random_model()
+    model.tokenizer = object()  # no backend_tokenizer: what a slow (Python) tokenizer lacks
+    with pytest.raises(CannotTrace, match="not a fast tokenizer"):
+        trace_model(model, tmp_path)
 
 
 def test_load_traced_traces_once_per_model_version(tiny_model, tmp_path, monkeypatch):

@@ -96,13 +96,13 @@ def _traced_engine(args: argparse.Namespace, device) -> bool:
 
 def _load_traced(args: argparse.Namespace):
     """The traced model; under --engine auto, the model itself where tracing fails (said on stderr)."""
-    from .traced import TraceMismatch, load_traced
+    from .traced import CannotTrace, load_traced
 
     try:
         return load_traced(args.model)
     except FileNotFoundError as error:
         raise CommandError(str(error)) from None
-    except (TraceMismatch, TypeError) as error:
+    except CannotTrace as error:
         if args.engine == "traced":
             raise CommandError(f"cannot trace the model: {error}") from None
         print(f"voiceclap: cannot trace the model ({error}); loading it instead", file=sys.stderr)

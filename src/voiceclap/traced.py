@@ -65,8 +65,9 @@ TOKENIZER_PROBES = [
 ]
 
 
-class TraceMismatch(RuntimeError):
-    """A traced tower did not reproduce the model on a batch shaped unlike the one it was traced on."""
+class CannotTrace(RuntimeError):
+    """The model has no faithful traced form: its tokenizer is a slow (Python) one, or a traced tower
+    did not reproduce the model on a batch shaped unlike the one it was traced on."""
 
 
 class _NormalizedTower(nn.Module):
@@ -90,12 +91,12 @@ def trace_model(model: VoiceCLAP, directory: str | os.PathLike) -> None:
     """Write ``model`` (float32, on a CPU) traced into ``directory``.
 
     Each tower is traced on a padded batch of two (so that its masks are exercised) and checked on
-    one input of another length; a gap over PARITY_TOLERANCE raises :class:`TraceMismatch`."""
+    one input of another length; a gap over PARITY_TOLERANCE raises :class:`CannotTrace`."""
     if model.audio.encoder_dtype != torch.float32 or model.device.type != "cpu":
         raise ValueError("trace a float32 model on the CPU (load_model(spec, 'cpu', 'float32'))")
     tokenizer = getattr(model.tokenizer, "backend_tokenizer", None)
     if tokenizer is None:
-        raise TypeError(f"{type(model.tokenizer).__name__} is not a fast tokenizer (no tokenizer.json): cannot trace")
+        raise CannotTrace(f"{type(model.tokenizer).__name__} is not a fast tokenizer (no tokenizer.json)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     towers = {
@@ -114,7 +115,7 @@ def trace_model(model: VoiceCLAP, directory: str | os.PathLike) -> None:
             args = (getattr(inputs, first), getattr(inputs, second))
             gap = float((traced(*args) - tower(*args)).abs().max())
             if gap > PARITY_TOLERANCE:
-                raise TraceMismatch(f"traced {name.removesuffix('.pt')} tower is {gap:.2g} off the model")
+                raise CannotTrace(f"traced {name.removesuffix('.pt')} tower is {gap:.2g} off the model")
             torch.jit.save(traced, str(directory / name))
     tokenizer.save(str(directory / TOKENIZER_NAME))
     specials = _write_sentencepiece(tokenizer, directory / SENTENCEPIECE_NAME)
@@ -137,16 +138,10 @@ class TracedCLAP:
         self.config = ModelConfig.from_json(directory / CONFIG_NAME)
         self.n_mels = meta["n_mels"]
         self.device = torch.device("cpu")
+        self.pad_token_id = meta["pad_token_id"]
         self.audio = torch.jit.load(str(directory / AUDIO_NAME))
         self.text = torch.jit.load(str(directory / TEXT_NAME))
-        self.pad_token_id = meta["pad_token_id"]
-        limit = self.config.text_max_length
-        tokenizers_encoder = functools.cache(lambda: _tokenizers_encoder(directory / TOKENIZER_NAME, limit))
-        if meta["sentencepiece"]:
-            self._encode = _sentencepiece_encoder(directory / SENTENCEPIECE_NAME, limit, meta["sentencepiece"],
-                                                  tokenizers_encoder)
-        else:
-            self._encode = lambda texts: tokenizers_encoder()(texts)
+        self._encode = _encoder(directory, meta, self.config.text_max_length)
         self.calibration = None
         if (directory / CALIBRATION_NAME).exists():
             from .calibration import Calibration
@@ -197,6 +192,14 @@ def traced_key(model_dir: Path) -> str:
 
 
 Encoder = Callable[[Sequence[str]], list[tuple[list[int], bool]]]  # texts -> (ids cut at the limit, cut?)
+
+
+def _encoder(directory: Path, meta: dict, limit: int) -> Encoder:
+    """The traced model's tokenizer: its SentencePiece form where it has one, else tokenizers'."""
+    tokenizers_encoder = functools.cache(lambda: _tokenizers_encoder(directory / TOKENIZER_NAME, limit))
+    if meta["sentencepiece"]:
+        return _sentencepiece_encoder(directory / SENTENCEPIECE_NAME, limit, meta["sentencepiece"], tokenizers_encoder)
+    return lambda texts: tokenizers_encoder()(texts)
 
 
 def _tokenizers_encoder(path: Path, limit: int) -> Encoder:
