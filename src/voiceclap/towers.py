@@ -68,9 +68,13 @@ class TextBatch:
     input_ids: torch.Tensor  # [B, L]
     attention_mask: torch.Tensor  # [B, L]
     truncated: list[bool]  # transcript longer than text_max_length tokens, scored on its start
+    # The ids' rows of the encoder's word-embedding table, where the caller looked them up itself
+    # (the traced model reads them from a memory-mapped table: voiceclap.traced).
+    word_vectors: torch.Tensor | None = None  # [B, L, d]
 
     def to(self, device: torch.device) -> TextBatch:
-        return TextBatch(self.input_ids.to(device), self.attention_mask.to(device), self.truncated)
+        vectors = None if self.word_vectors is None else self.word_vectors.to(device)
+        return TextBatch(self.input_ids.to(device), self.attention_mask.to(device), self.truncated, vectors)
 
 
 @dataclass
@@ -232,7 +236,8 @@ class TextTower(nn.Module):
     def front(self, batch: TextBatch, stop: int | None = None) -> Features:
         """Token states after layer ``stop`` (default: all layers)."""
         stop = self.n_layers if stop is None else stop
-        embedded = Features(self.encoder.embeddings(input_ids=batch.input_ids), self.token_mask(batch))
+        states = self.encoder.embeddings(input_ids=batch.input_ids, inputs_embeds=batch.word_vectors)
+        embedded = Features(states, self.token_mask(batch))
         return self._layers(embedded, 0, stop)
 
     def back(self, features: Features, start: int | None = None) -> torch.Tensor:

@@ -8,14 +8,16 @@ per model and machine, from the loaded float32 model, and loads with torch and t
     <cache root>/traced/<key>/
         config.json        the model's ModelConfig
         audio.pt, text.pt  the towers, L2-normalized embeddings out, as TorchScript
+        word_embeddings.npy  the text encoder's word-embedding table, memory-mapped: a score reads
+                           the rows of its tokens, not e5's whole 384 MB table
         tokenizer.json     the tokenizer the model uses, for the tokenizers library
         sentencepiece.model  the same tokenizer for SentencePiece, where it is one (XLM-R's, e5's):
                            it loads in a fraction of the time (250,002 pieces)
         traced.json        what the towers were traced from (mel bands, padding id)
         calibration.json   when the model has one
 
-``key`` hashes the model directory's path and files (name, size, mtime) and the torch and voiceclap
-versions: a changed model is traced again, and the base encoders are those the model was checked
+``key`` hashes the model directory's path and files (name, size, mtime), the torch and voiceclap
+versions and TRACE_FORMAT: a changed model is traced again, and the base encoders are those the model was checked
 against when it was traced. A :class:`TracedCLAP` offers what :class:`voiceclap.scoring.ClapBackend`
 needs of a model; it computes in float32 on a CPU.
 """
@@ -23,6 +25,7 @@ needs of a model; it computes in float32 on a CPU.
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import hashlib
 import json
@@ -51,8 +54,10 @@ if TYPE_CHECKING:
 TRACED_DIR = "traced"
 AUDIO_NAME = "audio.pt"
 TEXT_NAME = "text.pt"
+WORD_TABLE_NAME = "word_embeddings.npy"
 TOKENIZER_NAME = "tokenizer.json"
 SENTENCEPIECE_NAME = "sentencepiece.model"
+TRACE_FORMAT = 2  # the directory's layout, part of its key: a new layout is traced again
 META_NAME = "traced.json"  # written last: a directory without it is an interrupted trace
 # A traced tower must give the model's embeddings on inputs of another shape than it was traced on
 # (a trace records operations, not the Python that chose them): at most this far apart.
@@ -71,15 +76,25 @@ class CannotTrace(RuntimeError):
 
 
 class _NormalizedTower(nn.Module):
-    """A tower on plain tensors (what torch.jit.trace takes) -> L2-normalized embeddings."""
+    """A tower on plain tensors (what torch.jit.trace takes) -> L2-normalized embeddings;
+    ``make_batch`` builds the tower's batch from them."""
 
-    def __init__(self, tower: nn.Module, batch_type: type[AudioBatch | TextBatch]):
+    def __init__(self, tower: nn.Module, make_batch: Callable[..., AudioBatch | TextBatch]):
         super().__init__()
         self.tower = tower
-        self.batch_type = batch_type
+        self.make_batch = make_batch
 
-    def forward(self, values: torch.Tensor, lengths_or_mask: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.tower(self.batch_type(values, lengths_or_mask, [])), dim=-1)
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.tower(self.make_batch(*tensors)), dim=-1)
+
+
+def _without_word_table(text_tower: nn.Module) -> nn.Module:
+    """A copy of the text tower whose word-embedding table is a one-row stand-in: the traced model
+    reads the rows it needs from a memory-mapped file instead of loading e5's 384 MB table."""
+    tower = copy.deepcopy(text_tower)
+    table = tower.encoder.embeddings.word_embeddings
+    tower.encoder.embeddings.word_embeddings = nn.Embedding(1, table.embedding_dim)
+    return tower
 
 
 def _noise(*seconds: float) -> list[np.ndarray]:
@@ -99,21 +114,31 @@ def trace_model(model: VoiceCLAP, directory: str | os.PathLike) -> None:
         raise CannotTrace(f"{type(model.tokenizer).__name__} is not a fast tokenizer (no tokenizer.json)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    towers = {
-        AUDIO_NAME: (_NormalizedTower(model.audio, AudioBatch), lambda x: model.prepare_audio(x), "mel", "mel_lengths",
+    table = model.text.encoder.embeddings.word_embeddings.weight.detach()
+    np.save(directory / WORD_TABLE_NAME, table.float().numpy())
+
+    def text_inputs(texts: list[str]) -> tuple[torch.Tensor, ...]:
+        batch = model.tokenize(texts)
+        return batch.input_ids, batch.attention_mask, table[batch.input_ids]
+
+    def audio_inputs(clips: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
+        batch = model.prepare_audio(clips)
+        return batch.mel, batch.mel_lengths
+
+    towers = {  # name: (tower, its inputs, example traced on, probe of another shape)
+        AUDIO_NAME: (_NormalizedTower(model.audio, lambda mel, lengths: AudioBatch(mel, lengths, [])), audio_inputs,
                      _noise(2.0, 1.3), _noise(3.1)),
-        TEXT_NAME: (_NormalizedTower(model.text, TextBatch), lambda x: model.tokenize(x), "input_ids", "attention_mask",
+        TEXT_NAME: (_NormalizedTower(_without_word_table(model.text),
+                                     lambda ids, mask, vectors: TextBatch(ids, mask, [], vectors)), text_inputs,
                     ["a b", "the quick brown fox jumps over the lazy dog"], ["Hello there, world!"]),
     }
+    references = {AUDIO_NAME: lambda x: model.encode_audio(x), TEXT_NAME: lambda x: model.encode_text(x)}
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the check below is what decides
         warnings.simplefilter("ignore", FutureWarning)  # transformers' notices about its own internals
-        for name, (tower, prepare, first, second, example, probe) in towers.items():
-            inputs = prepare(example)
-            traced = torch.jit.trace(tower, (getattr(inputs, first), getattr(inputs, second)), check_trace=False)
-            inputs = prepare(probe)
-            args = (getattr(inputs, first), getattr(inputs, second))
-            gap = float((traced(*args) - tower(*args)).abs().max())
+        for name, (tower, inputs, example, probe) in towers.items():
+            traced = torch.jit.trace(tower, inputs(example), check_trace=False)
+            gap = float((traced(*inputs(probe)) - references[name](probe)).abs().max())
             if gap > PARITY_TOLERANCE:
                 raise CannotTrace(f"traced {name.removesuffix('.pt')} tower is {gap:.2g} off the model")
             torch.jit.save(traced, str(directory / name))
@@ -141,6 +166,7 @@ class TracedCLAP:
         self.pad_token_id = meta["pad_token_id"]
         self.audio = torch.jit.load(str(directory / AUDIO_NAME))
         self.text = torch.jit.load(str(directory / TEXT_NAME))
+        self.word_table = np.load(directory / WORD_TABLE_NAME, mmap_mode="r")
         self._encode = _encoder(directory, meta, self.config.text_max_length)
         self.calibration = None
         if (directory / CALIBRATION_NAME).exists():
@@ -175,8 +201,9 @@ class TracedCLAP:
 
     @torch.inference_mode()
     def embed_text_batch(self, batch: TextBatch) -> torch.Tensor:
+        vectors = torch.from_numpy(self.word_table[batch.input_ids.numpy()])  # reads those rows only
         with torch.jit.optimized_execution(False):
-            return self.text(batch.input_ids, batch.attention_mask)
+            return self.text(batch.input_ids, batch.attention_mask, vectors)
 
     def estimate_wer(self, scores: np.ndarray) -> np.ndarray | None:
         return None if self.calibration is None else self.calibration.predict(np.asarray(scores))
@@ -184,7 +211,7 @@ class TracedCLAP:
 
 def traced_key(model_dir: Path) -> str:
     """What a traced model depends on: the model directory's path and files, torch and voiceclap."""
-    digest = hashlib.sha256(f"{model_dir.resolve()}\0{torch.__version__}\0{__version__}\0".encode())
+    digest = hashlib.sha256(f"{model_dir.resolve()}\0{torch.__version__}\0{__version__}\0{TRACE_FORMAT}\0".encode())
     for path in sorted(p for p in model_dir.iterdir() if p.is_file()):
         stat = path.stat()
         digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
