@@ -265,8 +265,12 @@ def _write_sentencepiece(tokenizer, path: Path) -> dict | None:
     TOKENIZER_PROBES; returns what the encoder needs (the ids of <s> and </s>, the special tokens'
     spellings), or None where it is not kept."""
     from sentencepiece import SentencePieceProcessor
-    from sentencepiece import sentencepiece_model_pb2 as spm
     from tokenizers import Tokenizer
+
+    try:
+        from sentencepiece import sentencepiece_model_pb2 as spm
+    except Exception:  # noqa: BLE001 - protobuf missing, or older than sentencepiece's generated code asks
+        return None
 
     spec = json.loads(tokenizer.to_str())
     model, normalizer, template = spec["model"], spec["normalizer"] or {}, spec["post_processor"] or {}
