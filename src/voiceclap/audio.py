@@ -25,6 +25,7 @@ SILENCE_PEAK = 1e-3  # -60 dBFS: below any real recording's speech peaks
 # frame (conv2 stride) times 2 encoder frames per pooled frame.
 FRAMES_PER_POOLED_FRAME = 4
 SAMPLES_PER_POOLED_FRAME = FRAMES_PER_POOLED_FRAME * HOP_LENGTH
+MEL_FILTERS_PATH = Path(__file__).parent / "assets" / "mel_filters.npz"
 
 AudioSource = str | os.PathLike | bytes | BinaryIO | np.ndarray
 
@@ -135,9 +136,6 @@ def pad_or_trim(audio: np.ndarray, length: int = N_SAMPLES) -> np.ndarray:
     if audio.shape[0] >= length:
         return audio[:length]
     return np.pad(audio, (0, length - audio.shape[0]))
-
-
-MEL_FILTERS_PATH = Path(__file__).parent / "assets" / "mel_filters.npz"
 
 
 @cache
