@@ -14,6 +14,7 @@ import torch
 from conftest import SR, random_model, tone
 
 from voiceclap import cli, traced
+from voiceclap.config import get_model_config
 from voiceclap.model import VoiceCLAP
 from voiceclap.traced import CannotTrace, TracedCLAP, load_traced, trace_model
 
@@ -23,7 +24,7 @@ TEXTS = ["hello world", "Grüße, 世界! ", LONG_TEXT, "x"]
 
 def _variant(**changes) -> VoiceCLAP:
     """tiny-test with other pooling, masks or heads, seeded."""
-    config = dataclasses.replace(random_model().config, **changes)
+    config = dataclasses.replace(get_model_config("tiny-test"), **changes)
     with torch.random.fork_rng():
         torch.manual_seed(1)
         return VoiceCLAP.from_config(config, load_base_weights=False).eval()

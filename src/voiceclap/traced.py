@@ -272,7 +272,8 @@ def _write_sentencepiece(tokenizer, path: Path) -> dict | None:
     except Exception:  # noqa: BLE001 - protobuf missing, or older than sentencepiece's generated code asks
         return None
 
-    spec = json.loads(tokenizer.to_str())
+    serialized = tokenizer.to_str()
+    spec = json.loads(serialized)
     model, normalizer, template = spec["model"], spec["normalizer"] or {}, spec["post_processor"] or {}
     single = [next(iter(part)) for part in template.get("single", [])]
     if (model["type"] != "Unigram" or model.get("byte_fallback") or normalizer.get("type") != "Precompiled"
@@ -296,7 +297,7 @@ def _write_sentencepiece(tokenizer, path: Path) -> dict | None:
     specials = {"bos": template["special_tokens"][bos]["ids"][0], "eos": template["special_tokens"][eos]["ids"][0],
                 "spelled": sorted(added.values())}
     processor = SentencePieceProcessor(model_file=str(path))
-    reference = Tokenizer.from_str(tokenizer.to_str())  # a copy, without the padding transformers may have set
+    reference = Tokenizer.from_str(serialized)  # a copy, without the padding transformers may have set
     reference.no_padding()
     reference.no_truncation()
     ours = [[specials["bos"], *ids, specials["eos"]] for ids in processor.encode(TOKENIZER_PROBES)]

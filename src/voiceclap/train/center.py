@@ -40,6 +40,7 @@ BATCH = 16
 def mean_audio_output(model: VoiceCLAP, waveforms: Sequence[np.ndarray], progress: bool = True) -> torch.Tensor:
     """The audio head's mean output (before normalization) over ``waveforms``."""
     total = torch.zeros(model.config.joint_dim)
+    waveforms = sorted(waveforms, key=len)  # batches of like lengths: little padding to compute
     with torch.inference_mode():
         for start in tqdm(range(0, len(waveforms), BATCH), desc="embed clips", disable=not progress):
             batch = model.prepare_audio(waveforms[start : start + BATCH])
